@@ -1,0 +1,95 @@
+"""Paths, smoke mode and the repository address: the only settings the course reads from the environment.
+
+Environment variables (all optional):
+
+``SKINSEG_SMOKE``   ``1`` shrinks data, image size and epochs so the whole course runs on two CPU cores
+                    (pytest and ``python -m helpers.course`` set it). Unset or ``0``: the full recipe.
+``SKINSEG_DATA``    a dataset folder in any supported layout (ISIC folder, official ISIC 2018, HAM10000,
+                    or a folder with ``train/ val/ test|holdout/`` sub-folders). Unset: the embedded
+                    synthetic dataset, generated on first use under ``data/``.
+``SKINSEG_HOME``    where generated data, runs and figures go. Unset: the repository root when the
+                    package sits in a checkout, else ``~/skinseg``.
+
+Nothing here changes global state on import.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The course's public repository. Forks change this line and the README badge links; then
+#: ``python -m helpers.colab sync`` rewrites the badges and setup cells of every notebook.
+REPO_URL = "https://github.com/skinseg-course/skin-lesion-segmentation"
+#: Branch the Colab badges and the Colab setup cell use.
+REPO_BRANCH = "main"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _checkout_root() -> Path | None:
+    """The repository root when ``helpers`` is imported from a checkout (editable install), else None."""
+    root = _PACKAGE_DIR.parent
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():
+        return root
+    return None
+
+
+def smoke_mode() -> bool:
+    """True when ``SKINSEG_SMOKE`` is set to a true value (``1``, ``true``, ``yes``, ``on``)."""
+    return os.environ.get("SKINSEG_SMOKE", "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def home_dir() -> Path:
+    """Root for generated data, runs and figures (``SKINSEG_HOME``, the checkout root, or ``~/skinseg``)."""
+    env = os.environ.get("SKINSEG_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    return _checkout_root() or (Path.home() / "skinseg")
+
+
+def repo_root() -> Path | None:
+    """The repository checkout that holds ``notebooks/``, or None when installed without one."""
+    return _checkout_root()
+
+
+def data_dir() -> Path:
+    """Folder for generated and downloaded datasets (``<home>/data``)."""
+    return home_dir() / "data"
+
+
+def runs_dir() -> Path:
+    """Folder for training runs, checkpoints and executed notebooks (``<home>/runs``, not tracked by git)."""
+    return home_dir() / "runs"
+
+
+def figures_dir() -> Path:
+    """Folder every notebook saves its figures to (``<home>/figures``); created on demand."""
+    path = home_dir() / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def user_data_dir() -> Path | None:
+    """The dataset folder named by ``SKINSEG_DATA``, or None to use the embedded synthetic data.
+
+    Raises:
+        FileNotFoundError: ``SKINSEG_DATA`` is set but names no folder.
+    """
+    env = os.environ.get("SKINSEG_DATA")
+    if not env:
+        return None
+    path = Path(env).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"SKINSEG_DATA={env!r} is not a folder: point it at a dataset folder "
+            "(see `python -m helpers.data check DIR`) or unset it to use the synthetic data."
+        )
+    return path
+
+
+def colab_url(notebook: str, repo_url: str = REPO_URL, branch: str = REPO_BRANCH) -> str:
+    """The Open-in-Colab address of ``notebooks/<notebook>`` in the course repository."""
+    if not repo_url.startswith("https://github.com/"):
+        raise ValueError(f"REPO_URL must be a https://github.com/ address, got {repo_url!r}")
+    slug = repo_url.removeprefix("https://github.com/").rstrip("/")
+    return f"https://colab.research.google.com/github/{slug}/blob/{branch}/notebooks/{notebook}"
