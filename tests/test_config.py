@@ -1,0 +1,51 @@
+"""helpers.config: smoke switch, paths and the Colab address."""
+from pathlib import Path
+
+import pytest
+
+from helpers import config
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("ON", True), ("0", False), ("", False),
+                                            ("no", False)])
+def test_smoke_mode_reads_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("SKINSEG_SMOKE", value)
+    assert config.smoke_mode() is expected
+
+
+def test_home_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKINSEG_HOME", str(tmp_path))
+    assert config.data_dir() == tmp_path / "data"
+    assert config.runs_dir() == tmp_path / "runs"
+    assert config.figures_dir() == tmp_path / "figures" and (tmp_path / "figures").is_dir()
+
+
+def test_home_dir_defaults_to_checkout(monkeypatch):
+    monkeypatch.delenv("SKINSEG_HOME", raising=False)
+    root = config.repo_root()
+    assert root is not None and (root / "notebooks").is_dir()
+    assert config.home_dir() == root
+
+
+def test_user_data_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("SKINSEG_DATA", raising=False)
+    assert config.user_data_dir() is None
+    monkeypatch.setenv("SKINSEG_DATA", str(tmp_path))
+    assert config.user_data_dir() == tmp_path.resolve()
+    monkeypatch.setenv("SKINSEG_DATA", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="SKINSEG_DATA"):
+        config.user_data_dir()
+
+
+def test_colab_url():
+    url = config.colab_url("01_data_exploration.ipynb", "https://github.com/me/fork", "dev")
+    assert url == "https://colab.research.google.com/github/me/fork/blob/dev/notebooks/01_data_exploration.ipynb"
+    with pytest.raises(ValueError, match="github.com"):
+        config.colab_url("x.ipynb", "https://gitlab.com/me/fork")
+
+
+def test_readme_and_config_share_the_repository_address():
+    readme = (Path(config.repo_root()) / "README.md").read_text(encoding="utf-8")
+    slug = config.REPO_URL.removeprefix("https://github.com/")
+    assert config.REPO_URL in readme
+    assert f"colab.research.google.com/github/{slug}/blob/{config.REPO_BRANCH}/notebooks/" in readme
