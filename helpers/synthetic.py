@@ -1,0 +1,376 @@
+"""The embedded default dataset: procedurally drawn dermoscopy-like images with exact lesion masks.
+
+No download, no licence question, and the ground truth is exact by construction: the mask is the 0.5 level
+set of the lesion's opacity, so a model can in principle reach Dice 1. Each image is drawn in layers, the way
+a dermoscope sees skin:
+
+1. **skin**: a tone from light to dark skin, low-frequency blotches, fine texture, illumination falloff;
+2. **lesion**: a radial shape perturbed by a few Fourier harmonics and smooth noise; pigment density with
+   variegation (tan, brown, dark brown), blue-grey veil, a darker pigment network, dots and globules,
+   absorbed Beer-Lambert style so the lesion darkens whatever skin lies under it; a soft but defined border;
+3. **artefacts** drawn over both, which leave the mask untouched just like real ground truth: hairs,
+   gel/air bubbles, ruler tick marks, the dark circular vignette of the dermoscope's lens.
+
+Images are 4:3 like HAM10000's 600x450: ``W = size``, ``H = round(0.75 * size)``. Everything is drawn from
+``numpy.random.default_rng(seed)``, so a seed always gives the same pair on any machine.
+
+Public API: :func:`generate_pair`, :func:`sample_seed`, :func:`write_dataset`, :func:`ensure_synthetic`,
+:data:`DEFAULT_SMOKE`, :data:`DEFAULT_FULL`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import config
+
+#: Dataset sizes :func:`helpers.data.course_splits` uses in smoke mode and in the full recipe.
+DEFAULT_SMOKE: dict[str, int] = dict(n=40, size=192)
+DEFAULT_FULL: dict[str, int] = dict(n=600, size=384)
+#: Bump when the drawing changes: cached datasets with another version are regenerated.
+GENERATOR_VERSION = 1
+ID_PREFIX = "SYN_"
+JPEG_QUALITY = 95
+
+# Skin tones (linear-ish RGB in [0, 1]) from very light to dark; a tone is interpolated between neighbours.
+_SKIN_TONES = np.array([
+    [0.95, 0.84, 0.80], [0.93, 0.78, 0.70], [0.88, 0.70, 0.60],
+    [0.78, 0.58, 0.45], [0.62, 0.44, 0.32], [0.46, 0.31, 0.22],
+], dtype=np.float32)
+# Melanin absorbs blue most and red least: a dense spot turns brown, then dark brown, then almost black.
+_MELANIN_ABSORPTION = np.array([0.75, 1.15, 1.55], dtype=np.float32)
+_BLUE_GREY = np.array([0.40, 0.44, 0.52], dtype=np.float32)
+
+
+def image_shape(size: int) -> tuple[int, int]:
+    """``(H, W)`` of a synthetic image of width ``size``: 4:3 like dermoscopy, ``H = round(0.75 * size)``."""
+    return int(round(0.75 * size)), int(size)
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: float, octaves: int = 3) -> np.ndarray:
+    """Zero-mean, unit-std smooth noise ``(H, W) float32``: Gaussian grids of ``cells`` (x2 per octave) upsampled."""
+    h, w = shape
+    out = np.zeros(shape, np.float32)
+    amp = 1.0
+    for octave in range(octaves):
+        gw = max(2, int(round(cells * 2**octave)))
+        gh = max(2, int(round(gw * h / w)))
+        grid = rng.standard_normal((gh, gw)).astype(np.float32)
+        out += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+        amp *= 0.5
+    out -= out.mean()
+    return out / (out.std() + 1e-6)
+
+
+def _skin(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Skin background ``(H, W, 3) float32`` in [0, 1]: tone, blotches, fine texture and illumination falloff."""
+    h, w = shape
+    t = rng.beta(1.3, 2.2) * (len(_SKIN_TONES) - 1)  # most dermoscopy archives hold lighter skin
+    lo = int(np.floor(t))
+    hi = min(lo + 1, len(_SKIN_TONES) - 1)
+    tone = (1 - (t - lo)) * _SKIN_TONES[lo] + (t - lo) * _SKIN_TONES[hi]
+    tone = tone * rng.uniform(0.95, 1.04, size=3).astype(np.float32)  # white balance of the camera
+    blotch = _smooth_noise(rng, shape, cells=rng.uniform(2, 5))
+    redness = np.clip(_smooth_noise(rng, shape, cells=rng.uniform(3, 7)), 0, None)
+    fine = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 0.8 * w / 256)
+    skin = tone[None, None, :] * (1 + 0.05 * blotch[..., None] + 0.05 * fine[..., None])
+    skin = skin + rng.uniform(0.0, 0.05) * redness[..., None] * np.array([0.3, -0.6, -0.4], np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = w * rng.uniform(0.3, 0.7), h * rng.uniform(0.3, 0.7)
+    r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (0.25 * (w**2 + h**2))
+    falloff = 1 - rng.uniform(0.0, 0.3) * r2
+    return skin * falloff[..., None]
+
+
+def _lesion_field(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Normalised lesion distance ``d (H, W) float32`` (< 1 inside the lesion) and the lesion radius in pixels.
+
+    ``d`` is the distance to the lesion centre divided by an angle-dependent radius: an ellipse of random
+    elongation and orientation, perturbed by Fourier harmonics 2..7 and by smooth noise.
+    """
+    h, w = shape
+    area_fraction = float(np.exp(rng.uniform(np.log(0.03), np.log(0.6))))
+    radius = float(np.sqrt(area_fraction * h * w / np.pi))
+    if rng.random() < 0.12:  # centre near one edge: a lesion cut by the image border, as in real close-ups
+        inset = rng.uniform(-0.2, 0.5) * radius
+        along_x, along_y = rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)
+        cx, cy = [(inset, along_y), (w - inset, along_y), (along_x, inset), (along_x, h - inset)][rng.integers(4)]
+    else:
+        cx = rng.uniform(min(1.3 * radius, w / 2), max(w - 1.3 * radius, w / 2)) + rng.normal(0, 0.03 * w)
+        cy = rng.uniform(min(1.3 * radius, h / 2), max(h - 1.3 * radius, h / 2)) + rng.normal(0, 0.03 * h)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    stretch = np.sqrt(rng.uniform(1.0, 1.7))
+    dx, dy = xx - cx, yy - cy
+    u = (dx * np.cos(angle) + dy * np.sin(angle)) / stretch
+    v = (-dx * np.sin(angle) + dy * np.cos(angle)) * stretch
+    theta = np.arctan2(v, u)
+    irregularity = rng.uniform(0.04, 0.22)
+    radial = np.ones(shape, np.float32)
+    for k in range(2, 8):
+        radial += irregularity * rng.standard_normal() / k**0.7 * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    radial = np.clip(radial, 0.35, None)
+    radial *= 1 + rng.uniform(0.02, 0.08) * _smooth_noise(rng, shape, cells=w / max(radius, 8.0) * 1.5, octaves=2)
+    d = np.hypot(u, v) / (radius * radial)
+    return d.astype(np.float32), radius
+
+
+def _pigment_network(rng: np.random.Generator, shape: tuple[int, int], size: int) -> np.ndarray:
+    """A reticular pattern ``(H, W) float32`` in [0, 1]: the zero-crossings of band-pass noise form a mesh."""
+    h, w = shape
+    period = rng.uniform(5.0, 10.0) * size / 256
+    field = _smooth_noise(rng, shape, cells=w / period, octaves=1)
+    return np.clip(1 - np.abs(field) / rng.uniform(0.15, 0.3), 0, 1)
+
+
+def _dots(rng: np.random.Generator, mask: np.ndarray, size: int) -> np.ndarray:
+    """Dark dots and globules ``(H, W) float32`` in [0, 1] at random positions inside ``mask``."""
+    layer = np.zeros(mask.shape, np.uint8)
+    inside = np.flatnonzero(mask)
+    count = int(rng.integers(0, 25)) if inside.size and rng.random() < 0.6 else 0
+    scale = size / 256
+    for idx in rng.choice(inside, size=count) if count else []:
+        y, x = divmod(int(idx), mask.shape[1])
+        r = max(1, int(round(rng.uniform(0.8, 3.5) * scale)))
+        cv2.circle(layer, (x, y), r, int(rng.integers(120, 256)), -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(layer.astype(np.float32) / 255, (0, 0), 0.6 * scale)
+
+
+def _draw_lesion(rng: np.random.Generator, skin: np.ndarray, d: np.ndarray, radius: float, size: int) -> np.ndarray:
+    """Darken ``skin`` by the lesion's pigment; returns the image ``(H, W, 3) float32``.
+
+    The lesion's opacity is a logistic step of ``d`` centred on ``d = 1``, so the exact mask ``d < 1`` is where
+    the pigment is at least half its full strength.
+    """
+    shape = d.shape
+    softness = min(rng.uniform(0.8, 4.0) * size / 256 / radius, 0.08)  # border width: a few pixels
+    alpha = 1 / (1 + np.exp(np.clip((d - 1) / softness, -30, 30)))
+    mask = d < 1
+    base = rng.uniform(0.45, 1.7)
+    variegation = _smooth_noise(rng, shape, cells=rng.uniform(4, 10))
+    centre = rng.uniform(-0.3, 0.6) * (1 - np.clip(d, 0, 1) ** 2)  # darker (or lighter) centre
+    density = base * np.clip(1 + rng.uniform(0.15, 0.55) * variegation + centre, 0.25, None)
+    if rng.random() < 0.7:
+        patches = np.clip(_smooth_noise(rng, shape, cells=rng.uniform(3, 7)) + 0.3, 0, 1)
+        density += rng.uniform(0.3, 0.9) * _pigment_network(rng, shape, size) * patches
+    density += rng.uniform(0.5, 1.5) * _dots(rng, mask, size)
+    image = skin * np.exp(-(alpha * density)[..., None] * _MELANIN_ABSORPTION)
+    if rng.random() < 0.35:  # blue-grey veil / regression structures over part of the lesion
+        veil = np.clip(_smooth_noise(rng, shape, cells=rng.uniform(3, 6)) - rng.uniform(0.0, 0.8), 0, 1)
+        veil *= alpha * rng.uniform(0.4, 0.85)
+        grey = _BLUE_GREY * float(np.clip(skin.mean(), 0.35, 0.9)) / 0.8
+        image = image * (1 - veil[..., None]) + grey * veil[..., None]
+    return image
+
+
+def _draw_hairs(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
+    """Thin, dark (sometimes fair) curved hairs crossing skin and lesion alike."""
+    if rng.random() < 0.45:
+        return image
+    h, w = image.shape[:2]
+    count = int(rng.integers(1, 6)) if rng.random() < 0.6 else int(rng.integers(6, 30))
+    colour = np.array([0.10, 0.07, 0.05], np.float32) if rng.random() < 0.8 else np.array([0.55, 0.42, 0.30], np.float32)
+    layer = np.zeros((h, w), np.uint8)
+    t = np.linspace(0, 1, 24, dtype=np.float32)[:, None]
+    for _ in range(count):
+        start = np.array([rng.uniform(-0.1, 1.1) * w, rng.uniform(-0.1, 1.1) * h], np.float32)
+        heading = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(0.3, 1.1) * w
+        end = start + length * np.array([np.cos(heading), np.sin(heading)], np.float32)
+        bend = rng.normal(0, 0.2) * length * np.array([-np.sin(heading), np.cos(heading)], np.float32)
+        ctrl = (start + end) / 2 + bend
+        curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
+        thickness = max(1, int(round(rng.uniform(0.7, 1.6) * size / 256)))
+        cv2.polylines(layer, [np.round(curve).astype(np.int32)], False, int(rng.integers(170, 256)),
+                      thickness, cv2.LINE_AA)
+    a = (layer.astype(np.float32) / 255 * rng.uniform(0.75, 0.95))[..., None]
+    return image * (1 - a) + colour * a
+
+
+def _draw_bubbles(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
+    """Gel or air bubbles: bright thin rings with a faint bright interior."""
+    if rng.random() > 0.25:
+        return image
+    h, w = image.shape[:2]
+    ring = np.zeros((h, w), np.uint8)
+    fill = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 6))):
+        centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+        r = int(rng.uniform(3, 28) * size / 256)
+        cv2.circle(fill, centre, r, 255, -1, cv2.LINE_AA)
+        cv2.circle(ring, centre, r, 255, max(1, size // 256), cv2.LINE_AA)
+    ring_a = cv2.GaussianBlur(ring.astype(np.float32) / 255, (0, 0), 0.5) * rng.uniform(0.5, 0.85)
+    fill_a = fill.astype(np.float32) / 255 * rng.uniform(0.03, 0.1)
+    image = image * (1 - fill_a[..., None]) + fill_a[..., None]
+    return image * (1 - ring_a[..., None]) + 0.97 * ring_a[..., None]
+
+
+def _draw_ruler(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
+    """A ruler near one edge: a base line with tick marks every millimetre, longer ones every fifth."""
+    if rng.random() > 0.2:
+        return image
+    h, w = image.shape[:2]
+    layer = np.zeros((h, w), np.uint8)
+    scale = size / 256
+    step = rng.uniform(4.5, 7.5) * scale
+    length = rng.uniform(0.35, 0.7) * w
+    x0 = rng.uniform(0.05 * w, w - length - 0.05 * w)
+    y0 = h - rng.uniform(0.06, 0.14) * h
+    tilt = np.deg2rad(rng.uniform(-12, 12))
+    direction = np.array([np.cos(tilt), np.sin(tilt)])
+    normal = np.array([np.sin(tilt), -np.cos(tilt)])
+    origin = np.array([x0, y0])
+    ends = [origin, origin + length * direction]
+    thickness = max(1, int(round(scale)))
+    cv2.line(layer, tuple(np.round(ends[0]).astype(int)), tuple(np.round(ends[1]).astype(int)), 255, thickness,
+             cv2.LINE_AA)
+    for i in range(int(length // step) + 1):
+        p = origin + i * step * direction
+        tick = (6.0 if i % 5 == 0 else 3.0) * scale
+        q = p + tick * normal
+        cv2.line(layer, tuple(np.round(p).astype(int)), tuple(np.round(q).astype(int)), 255, thickness, cv2.LINE_AA)
+    a = (layer.astype(np.float32) / 255 * rng.uniform(0.6, 0.9))[..., None]
+    return image * (1 - a) + np.float32(0.12) * a
+
+
+def _draw_vignette(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The dermoscope's round field of view: corners outside a circle fade to near black."""
+    if rng.random() > 0.4:
+        return image
+    h, w = image.shape[:2]
+    half_diagonal = 0.5 * np.hypot(h, w)
+    radius = rng.uniform(0.84, 1.0) * half_diagonal
+    cx = w / 2 + rng.normal(0, 0.03 * w)
+    cy = h / 2 + rng.normal(0, 0.03 * h)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(xx - cx, yy - cy)
+    edge = rng.uniform(0.005, 0.03) * half_diagonal
+    dark = np.clip((r - radius) / edge + 0.5, 0, 1)[..., None]
+    return image * (1 - dark) + np.float32(rng.uniform(0.02, 0.08)) * dark
+
+
+def generate_pair(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one synthetic dermoscopy image and its exact lesion mask.
+
+    Args:
+        seed: any non-negative int; the same seed always gives the same pair (only
+            ``numpy.random.default_rng(seed)`` is used, no global random state).
+        size: image width in pixels (>= 32); the height is ``round(0.75 * size)``.
+
+    Returns:
+        ``(image, mask)``: image ``(H, W, 3) uint8`` RGB, mask ``(H, W) uint8`` with values {0, 1}
+        (1 = lesion). Hairs, bubbles, rulers and the vignette are drawn over the image but never change
+        the mask, as in real ground truth.
+
+    Raises:
+        ValueError: ``size`` is smaller than 32 or ``seed`` is negative.
+    """
+    if size < 32:
+        raise ValueError(f"size={size} is too small to draw a lesion: use size >= 32 (e.g. 64 for tests)")
+    if seed < 0:
+        raise ValueError(f"seed={seed} is negative: use a seed >= 0")
+    rng = np.random.default_rng(seed)
+    shape = image_shape(size)
+    skin = _skin(rng, shape)
+    d, radius = _lesion_field(rng, shape)
+    mask = (d < 1).astype(np.uint8)
+    image = _draw_lesion(rng, skin, d, radius, size)
+    image = _draw_hairs(rng, image, size)
+    image = _draw_bubbles(rng, image, size)
+    image = _draw_ruler(rng, image, size)
+    image = _draw_vignette(rng, image)
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.45 * size / 256)
+    image = image + rng.normal(0, 0.008, size=image.shape).astype(np.float32)  # sensor noise
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Seed of sample ``index`` in the dataset with seed ``seed`` (stable: a larger n extends a smaller one)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def sample_id(index: int) -> str:
+    """Image id of sample ``index``: ``SYN_0000000``, ``SYN_0000001``, ..."""
+    return f"{ID_PREFIX}{index:07d}"
+
+
+def write_dataset(out: Path | str, n: int, size: int = 256, seed: int = 0, *, progress: bool = True) -> list[str]:
+    """Write ``n`` synthetic pairs in the ISIC layout and return their ids.
+
+    Files: ``out/images/SYN_0000000.jpg`` (JPEG quality 95) and ``out/masks/SYN_0000000_segmentation.png``
+    (single channel, 0/255). Sample ``i`` is drawn from :func:`sample_seed` ``(seed, i)``, so the same
+    arguments give byte-identical files and a larger ``n`` extends a smaller one.
+
+    Raises:
+        ValueError: ``n`` < 1 (or ``size`` / ``seed`` invalid, see :func:`generate_pair`).
+    """
+    if n < 1:
+        raise ValueError(f"n={n}: ask for at least one image")
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in tqdm(range(n), desc=f"synthetic {size}px", unit="img", disable=not progress):
+        image, mask = generate_pair(sample_seed(seed, i), size)
+        image_id = sample_id(i)
+        Image.fromarray(image).save(out / "images" / f"{image_id}.jpg", quality=JPEG_QUALITY)
+        Image.fromarray(mask * 255).save(out / "masks" / f"{image_id}_segmentation.png")
+        ids.append(image_id)
+    return ids
+
+
+def _manifest(n: int, size: int, seed: int) -> dict:
+    return {"generator": "helpers.synthetic", "version": GENERATOR_VERSION, "n": n, "size": size, "seed": seed}
+
+
+def _is_complete(path: Path, n: int, size: int, seed: int) -> bool:
+    """True when ``path`` holds a manifest matching the arguments and all ``n`` image and mask files."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if {k: manifest.get(k) for k in _manifest(n, size, seed)} != _manifest(n, size, seed):
+        return False
+    return all((path / "images" / f"{sample_id(i)}.jpg").is_file()
+               and (path / "masks" / f"{sample_id(i)}_segmentation.png").is_file() for i in range(n))
+
+
+def ensure_synthetic(n: int, size: int, seed: int = 0, root: Path | None = None) -> Path:
+    """The folder of the synthetic dataset ``(n, size, seed)``, generated on first use.
+
+    Returns ``(root or helpers.config.data_dir()) / f"synthetic-n{n}-s{size}-seed{seed}"`` in the ISIC
+    layout (``images/``, ``masks/``, ``manifest.json``). An existing folder is reused when its
+    ``manifest.json`` (written last) matches ``n``, ``size``, ``seed`` and the generator version and every file
+    is present; otherwise it is drawn again into a temporary folder that replaces it.
+
+    Raises:
+        ValueError: invalid ``n`` / ``size`` / ``seed`` (see :func:`write_dataset`).
+    """
+    base = Path(root) if root is not None else config.data_dir()
+    path = base / f"synthetic-n{n}-s{size}-seed{seed}"
+    if _is_complete(path, n, size, seed):
+        return path
+    print(f"Drawing the synthetic dataset ({n} images, {size}px) into {path} (once; later runs reuse it)")
+    tmp = base / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_dataset(tmp, n, size, seed)
+    (tmp / "manifest.json").write_text(json.dumps(_manifest(n, size, seed), indent=2) + "\n", encoding="utf-8")
+    if path.exists():
+        if _is_complete(path, n, size, seed):  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return path
+        shutil.rmtree(path)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process renamed its copy in between
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _is_complete(path, n, size, seed):
+            raise
+    return path
