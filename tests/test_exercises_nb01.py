@@ -61,9 +61,23 @@ def test_border_ids():
         nb01.check_border_ids("A", masks)
 
 
+def test_border_ids_with_two_sides():
+    masks = _masks()
+    corner = np.zeros((5, 5), np.uint8)
+    corner[:2, :2] = 1  # top and left
+    masks["D"] = corner
+    nb01.check_border_ids(["D"], masks, min_sides=2)
+    with pytest.raises(AssertionError, match="0 missing, 2 extra"):
+        nb01.check_border_ids(["A", "C", "D"], masks, min_sides=2)
+    with pytest.raises(AssertionError, match="1 missing"):
+        nb01.check_border_ids([], masks, min_sides=2)
+
+
 def test_reference_answers_on_known_masks():
     masks = _masks()
     assert nb01.lesion_area_fraction(masks["C"]) == 0.25
     assert [nb01.touches_border(m) for m in masks.values()] == [True, False, True]
+    assert [nb01.border_sides(m) for m in masks.values()] == [1, 0, 1]
+    assert nb01.border_sides(np.ones((3, 3), np.uint8)) == 4
     with pytest.raises(ValueError, match="no masks"):
         nb01.background_accuracy([])

@@ -33,10 +33,15 @@ def background_accuracy(masks: Iterable[np.ndarray]) -> float:
     return background / total
 
 
+def border_sides(mask: np.ndarray) -> int:
+    """How many image sides (0-4) a mask's lesion touches: lesion pixels in the first/last row/column."""
+    m = _binary(mask)
+    return int(m[0].any()) + int(m[-1].any()) + int(m[:, 0].any()) + int(m[:, -1].any())
+
+
 def touches_border(mask: np.ndarray) -> bool:
     """Reference answer of exercise 3 for one mask: True when any lesion pixel lies in the outermost row/column."""
-    m = _binary(mask)
-    return bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+    return border_sides(mask) > 0
 
 
 def _test_masks() -> list[np.ndarray]:
@@ -94,12 +99,15 @@ def check_background_accuracy(answer: float, masks: Iterable[np.ndarray]) -> Non
     print(f"Correct: predicting 'no lesion' everywhere is already {expected:.1%} accurate.")
 
 
-def check_border_ids(answer: Iterable[str], masks: Mapping[str, np.ndarray]) -> None:
-    """Check the learner's ids of the lesions touching the image border (any lesion pixel on the outermost frame).
+def check_border_ids(answer: Iterable[str], masks: Mapping[str, np.ndarray], min_sides: int = 1) -> None:
+    """Check the learner's ids of the lesions touching at least ``min_sides`` sides of the image.
+
+    A lesion touches a side when any pixel of that outermost row or column is lesion.
 
     Args:
         answer: the ids the learner found (list, set, ...).
         masks: ``{id: mask}`` the learner searched.
+        min_sides: 1 = touches the border at all; 2 = cut by the frame on two or more sides.
 
     Raises:
         AssertionError: with a hint naming how many ids are missing or extra.
@@ -107,11 +115,12 @@ def check_border_ids(answer: Iterable[str], masks: Mapping[str, np.ndarray]) -> 
     if isinstance(answer, str):
         raise AssertionError("give a list or set of ids, not a single string")
     got = set(answer)
-    expected = {image_id for image_id, mask in masks.items() if touches_border(mask)}
+    expected = {image_id for image_id, mask in masks.items() if border_sides(mask) >= min_sides}
     unknown = got - set(masks)
     assert not unknown, f"{sorted(unknown)[:3]} are not ids of the masks you were given"
     missing, extra = expected - got, got - expected
     assert not missing and not extra, (
-        f"{len(missing)} missing, {len(extra)} extra (e.g. {sorted(missing or extra)[0]}): a lesion touches the "
-        "border when any pixel of the first/last row or first/last column is lesion")
-    print(f"Correct: {len(expected)} of {len(masks)} lesions touch the image border.")
+        f"{len(missing)} missing, {len(extra)} extra (e.g. {sorted(missing or extra)[0]}): a lesion touches a "
+        f"side when any pixel of that first/last row or first/last column is lesion; count the sides it touches "
+        f"(top, bottom, left, right) and keep the ids with at least {min_sides}")
+    print(f"Correct: {len(expected)} of {len(masks)} lesions touch at least {min_sides} side(s) of the image.")
