@@ -59,7 +59,7 @@ HAM_IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
 HAM_MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
 #: Default (train, val, test) ratios of :func:`split_pairs`.
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
-#: A mask with more than this fraction of pixels strictly between 0 and 255 (or 0 and 1) is not binary.
+#: A mask with more than this fraction of pixels valued 2-254 is not binary (0/1 and 0/255 masks are).
 MAX_NON_BINARY_FRACTION = 0.01
 _LIST_LIMIT = 10
 _CACHE_VERSION = 1
@@ -842,7 +842,11 @@ def _check_parts(root: Path) -> tuple[str, list[tuple[str, Path, str, str]]]:
 
 
 def _check_pair(pair: Pair, report: CheckReport) -> None:
-    """Validate one pair, appending to ``report``: decodable files, equal sizes, binary and non-empty mask."""
+    """Validate one pair, appending to ``report``: decodable files, equal sizes, binary and non-empty mask.
+
+    Image sizes are counted for every readable image; lesion fractions and empty/full warnings only for pairs
+    without a problem.
+    """
     image = values = None
     try:
         image = _image_values(pair.image)
@@ -857,11 +861,12 @@ def _check_pair(pair: Pair, report: CheckReport) -> None:
         return
     if image is not None and image.shape[:2] != values.shape:
         report.problems.append((pair.mask, _size_mismatch(pair, image.shape, values.shape)))
-    top = 1 if values.max(initial=0) <= 1 else 255
-    between = float(np.mean((values > 0) & (values < top))) if top == 255 else 0.0
+        return
+    between = float(np.mean((values > 1) & (values < 255))) if values.size else 0.0
     if between > MAX_NON_BINARY_FRACTION:
-        report.problems.append((pair.mask, f"mask is not binary: {between:.1%} of pixels are between 1 and 254 "
+        report.problems.append((pair.mask, f"mask is not binary: {between:.1%} of pixels are between 2 and 254 "
                                            "(soft or JPEG-compressed mask?); save it as a 0/255 PNG"))
+        return
     fraction = float(_binarize(values).mean()) if values.size else 0.0
     report.lesion_fractions.append(fraction)
     if fraction == 0.0:
@@ -888,7 +893,7 @@ def check_dataset(root: str | os.PathLike[str], *, progress: bool = True) -> Che
     """Validate every pair of a dataset folder (any layout, or train/val/test sub-folders) and summarise it.
 
     Checks that each image and mask decodes, that sizes match, that masks are binary (at most 1% of pixels
-    strictly between 0 and 255), and that no file lacks its partner or shares an id; empty or full masks are
+    with values 2-254), and that no file lacks its partner or shares an id; empty or full masks are
     warnings. Collects every problem instead of stopping at the first; never raises on a bad dataset (an
     unknown layout or a missing folder is itself reported as a problem).
     """
