@@ -1,0 +1,141 @@
+"""Notebook 05's exercise checkers accept right answers and reject typical wrong ones with a hint."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers.exercises import nb05
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 1: Dice
+# ----------------------------------------------------------------------------------------------------------
+def good_dice(pred, truth):
+    tp = np.logical_and(pred, truth).sum()
+    denominator = pred.sum() + truth.sum()
+    return 1.0 if denominator == 0 else 2 * tp / denominator
+
+
+def test_check_dice_accepts_a_correct_dice(capsys):
+    nb05.check_dice(good_dice)
+    assert "Correct" in capsys.readouterr().out
+
+
+def _jaccard(pred, truth):
+    union = np.logical_or(pred, truth).sum()
+    return 1.0 if union == 0 else np.logical_and(pred, truth).sum() / union
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_jaccard, "Jaccard"),
+    (lambda p, t: (2 * (p & t).sum() + 1) / (p.sum() + t.sum() + 1), "smoothed"),
+    (lambda p, t: 2 * (p & t).sum() / (p.sum() + t.sum()), "NaN"),  # numpy 0/0
+    (lambda p, t: 2 * int((p & t).sum()) / int(p.sum() + t.sum()), "divides by zero"),
+    (lambda p, t: 0.0 if p.sum() + t.sum() == 0 else good_dice(p, t), "perfect, 1.0"),
+    (lambda p, t: (p & t).sum() / (p.sum() + t.sum() + 1e-9), "expected"),  # forgot the factor 2
+    (lambda p, t: None, "return"),
+])
+def test_check_dice_rejects_wrong_functions(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb05.check_dice(wrong)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 2: best threshold
+# ----------------------------------------------------------------------------------------------------------
+def _val_set():
+    """Probability maps whose best threshold is well above 0.5: the model is over-confident on background."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:20, :24]
+    probs, truths = [], []
+    for k in range(4):
+        truth = (yy - 10) ** 2 + (xx - 8 - 2 * k) ** 2 <= (16 + 4 * k)
+        halo = (yy - 10) ** 2 + (xx - 8 - 2 * k) ** 2 <= (16 + 4 * k) * 2.5
+        p = np.where(truth, 0.85, np.where(halo, 0.6, 0.1)) + rng.normal(0, 0.12, truth.shape)
+        probs.append(np.clip(p, 0, 1))
+        truths.append(truth.astype(np.uint8) * 255)  # 0/255-coded, as read from disk
+    return probs, truths
+
+
+def test_best_threshold_reference_and_check(capsys):
+    probs, truths = _val_set()
+    t, best = nb05.best_threshold(probs, truths)
+    assert 0.6 < t < 0.85 and 0.7 < best < 0.95 and best > nb05.mean_dice_at(probs, truths, 0.5) + 0.1
+    nb05.check_best_threshold(t, probs, truths, best_dice=best)
+    assert "Correct" in capsys.readouterr().out
+    nb05.check_best_threshold(t + 1e-4, probs, truths)  # off the grid, as good: accepted
+
+
+def test_best_threshold_rejects_wrong_answers():
+    probs, truths = _val_set()
+    t, best = nb05.best_threshold(probs, truths)
+    with pytest.raises(AssertionError, match="gives mean Dice"):
+        nb05.check_best_threshold(0.5, probs, truths)
+    scores = [nb05.mean_dice_at(probs, truths, x) for x in nb05.DEFAULT_THRESHOLDS]
+    with pytest.raises(AssertionError, match="LOWEST"):
+        nb05.check_best_threshold(nb05.DEFAULT_THRESHOLDS[int(np.argmin(scores))], probs, truths)
+    with pytest.raises(AssertionError, match="pools all pixels"):
+        nb05.check_best_threshold(t, probs, truths, best_dice=nb05._pooled_dice_at(probs, truths, t))
+    with pytest.raises(AssertionError, match="not the mean Dice"):
+        nb05.check_best_threshold(t, probs, truths, best_dice=best - 0.05)
+    with pytest.raises(AssertionError, match="lies in"):
+        nb05.check_best_threshold(1.5, probs, truths)
+    with pytest.raises(AssertionError, match="None"):
+        nb05.check_best_threshold(None, probs, truths)
+
+
+def test_best_threshold_custom_grid():
+    probs, truths = _val_set()
+    grid = [0.3, 0.4, 0.5]  # mean Dice rises with the threshold on this grid
+    nb05.check_best_threshold(0.5, probs, truths, thresholds=grid)
+    with pytest.raises(AssertionError, match="but 0.5 gives"):
+        nb05.check_best_threshold(0.4, probs, truths, thresholds=grid)
+    with pytest.raises(AssertionError, match="LOWEST"):
+        nb05.check_best_threshold(0.3, probs, truths, thresholds=grid)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercise 3: Tversky loss
+# ----------------------------------------------------------------------------------------------------------
+class GoodTversky(nn.Module):
+    def __init__(self, alpha, beta, smooth=1.0, *, swap=False, sigmoid=True, pooled=False, index=False,
+                 detach=False):
+        super().__init__()
+        self.alpha, self.beta = (beta, alpha) if swap else (alpha, beta)
+        self.smooth, self.sigmoid, self.pooled, self.index, self.detach = smooth, sigmoid, pooled, index, detach
+
+    def forward(self, logits, target):
+        p = torch.sigmoid(logits) if self.sigmoid else logits
+        dims = (0, 1, 2, 3) if self.pooled else (1, 2, 3)
+        tp = (p * target).sum(dims)
+        fp = (p * (1 - target)).sum(dims)
+        fn = ((1 - p) * target).sum(dims)
+        t = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
+        out = t.mean() if self.index else 1 - t.mean()
+        return torch.tensor(out.item()) if self.detach else out
+
+
+def test_check_tversky_accepts_a_class_and_a_function(capsys):
+    nb05.check_tversky_loss(GoodTversky)
+    nb05.check_tversky_loss(lambda alpha, beta: GoodTversky(alpha, beta).forward)
+    assert capsys.readouterr().out.count("Correct") == 2
+
+
+@pytest.mark.parametrize("options, hint", [
+    ({"swap": True}, "swapped"),
+    ({"index": True}, "1 - index"),
+    ({"sigmoid": False}, "sigmoid"),
+    ({"pooled": True}, "per image"),
+    ({"smooth": 0.0}, "smooth"),
+    ({"smooth": 5.0}, "expected"),
+    ({"detach": True}, "no gradient"),
+])
+def test_check_tversky_rejects_typical_mistakes(options, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb05.check_tversky_loss(lambda alpha, beta: GoodTversky(alpha, beta, **options))
+
+
+def test_check_tversky_wants_a_scalar():
+    factory = lambda alpha, beta: (lambda x, t: 1 - GoodTversky(alpha, beta, index=True)(x, t).reshape(1))  # noqa: E731
+    with pytest.raises(AssertionError, match="scalar"):
+        nb05.check_tversky_loss(factory)
