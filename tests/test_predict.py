@@ -1,0 +1,229 @@
+"""Prediction: probabilities at the image's size, flip TTA, post-processing, ISIC mask files, the CLI,
+and the end-to-end check train -> predict -> official ISIC scorer == helpers.metrics."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from helpers import data, metrics, models, synthetic
+from helpers.predict import (MASK_SUFFIX, OVERLAY_DIR, list_images, main as predict_main, postprocess,
+                             predict_batch, predict_folder, predict_probabilities)
+from helpers.training import TrainConfig, fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def isolated_home(tmp_path_factory):
+    """Runs, caches and figures go to a temporary SKINSEG_HOME; one torch thread (CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKINSEG_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+    torch.set_num_threads(threads)
+
+
+def _random_image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained SE-U-Net checkpoint that records img_size 32, like fit's best.pt."""
+    torch.manual_seed(0)
+    model = models.build_model("se_unet", base=4)
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    return models.save_checkpoint(path, model, config={"img_size": 32})
+
+
+class PixelModel(nn.Module):
+    """A 1x1 convolution: every pixel's logit depends on that pixel only, so it is flip-equivariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        torch.manual_seed(1)
+        nn.init.normal_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class RampModel(nn.Module):
+    """Ignores the image and predicts a left-to-right, top-to-bottom ramp: not flip-equivariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        ramp = torch.linspace(-4, 4, w)[None, :] + torch.linspace(-2, 2, h)[:, None]
+        return ramp.expand(n, 1, h, w) + self.dummy
+
+
+# -------------------------------------------------------------------------------- in memory
+def test_probabilities_come_back_at_the_image_size():
+    prob = predict_probabilities(PixelModel(), _random_image(45, 70), img_size=32)
+    assert prob.shape == (45, 70) and prob.dtype == np.float32
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+
+
+def test_tta_leaves_a_flip_equivariant_model_unchanged():
+    image = _random_image(40, 40, seed=2)
+    plain = predict_probabilities(PixelModel(), image, 32)
+    tta = predict_probabilities(PixelModel(), image, 32, tta=True)
+    np.testing.assert_allclose(tta, plain, atol=1e-6)
+
+
+def test_tta_averages_the_four_flips():
+    image = _random_image(32, 32)
+    plain = predict_probabilities(RampModel(), image, 32)
+    tta = predict_probabilities(RampModel(), image, 32, tta=True)
+    assert not np.allclose(plain, plain[:, ::-1], atol=1e-3)          # the ramp is not symmetric...
+    np.testing.assert_allclose(tta, tta[:, ::-1], atol=1e-6)          # ...its flip average is
+    np.testing.assert_allclose(tta, tta[::-1, :], atol=1e-6)
+    expected = np.mean([plain, plain[:, ::-1], plain[::-1, :], plain[::-1, ::-1]], axis=0)
+    np.testing.assert_allclose(tta, expected, atol=1e-5)
+
+
+def test_batch_prediction_equals_one_by_one():
+    images = [_random_image(30, 50, 1), _random_image(64, 48, 2)]
+    model = models.build_model("se_unet", base=4).eval()
+    batched = predict_batch(model, images, 32)
+    for image, prob in zip(images, batched):
+        np.testing.assert_allclose(prob, predict_probabilities(model, image, 32), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        predict_batch(model, [np.zeros((8, 8), np.uint8)], 32)
+
+
+def test_postprocess_keeps_the_largest_region_and_fills_its_holes():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[2:12, 2:12] = 1          # the lesion, 10x10...
+    mask[5:8, 5:8] = 0            # ...with a hole
+    mask[15:18, 15:18] = 1        # a small island
+    mask[12, 12] = 1              # touches the lesion diagonally: part of it (8-connectivity)
+    out = postprocess(mask)
+    expected = np.zeros_like(mask)
+    expected[2:12, 2:12] = 1
+    expected[12, 12] = 1
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8
+    assert not postprocess(np.zeros((5, 5), bool)).any()
+    with pytest.raises(ValueError, match="H, W"):
+        postprocess(np.zeros((2, 5, 5)))
+
+
+# -------------------------------------------------------------------------------- folders
+@pytest.fixture()
+def flat_images(tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    sizes = {"ISIC_0000001": (45, 60), "ISIC_0000002": (37, 29), "img three": (32, 32)}
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        Image.fromarray(_random_image(h, w, i)).save(folder / f"{name}.{'png' if i == 1 else 'jpg'}")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / f"ISIC_0000001{MASK_SUFFIX}")  # not an image
+    return folder, sizes
+
+
+def test_predict_folder_writes_isic_masks_at_each_original_size(checkpoint, flat_images, tmp_path):
+    folder, sizes = flat_images
+    written = predict_folder(checkpoint, folder, tmp_path / "pred", batch_size=2, threshold=0.5)
+    assert sorted(p.name for p in written) == sorted(f"{name}{MASK_SUFFIX}" for name in sizes)
+    for path in written:
+        with Image.open(path) as im:
+            assert im.mode == "L"
+            arr = np.asarray(im)
+        assert arr.shape == sizes[path.name[: -len(MASK_SUFFIX)]]
+        assert set(np.unique(arr)) <= {0, 255}
+
+
+def test_predict_folder_reads_isic_layout_and_writes_overlays_apart(checkpoint, flat_images, tmp_path):
+    folder, sizes = flat_images
+    isic = tmp_path / "isic"
+    shutil.copytree(folder, isic / "images")
+    (isic / "masks").mkdir()
+    written = predict_folder(checkpoint, isic, tmp_path / "pred", overlays=True, tta=True, postprocess=True)
+    assert len(written) == len(sizes)
+    overlays = sorted((tmp_path / "pred" / OVERLAY_DIR).glob("*_overlay.jpg"))
+    assert [p.name for p in overlays] == sorted(f"{name}_overlay.jpg" for name in sizes)
+    with Image.open(overlays[0]) as im:
+        assert im.size == (60, 45)      # ISIC_0000001 is 45x60 (HxW)
+
+
+def test_threshold_moves_the_masks(checkpoint, flat_images, tmp_path):
+    folder, _ = flat_images
+    low = predict_folder(checkpoint, folder, tmp_path / "low", threshold=0.01)
+    high = predict_folder(checkpoint, folder, tmp_path / "high", threshold=0.99)
+    area = lambda paths: sum(int((np.asarray(Image.open(p)) > 0).sum()) for p in paths)  # noqa: E731
+    assert area(low) > area(high)
+    with pytest.raises(ValueError, match="threshold"):
+        predict_folder(checkpoint, folder, tmp_path / "x", threshold=1.5)
+
+
+def test_bad_checkpoints_raise_checkpoint_error(tmp_path, flat_images):
+    folder, _ = flat_images
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(models.CheckpointError, match="junk.pt"):
+        predict_folder(junk, folder, tmp_path / "out")
+    no_size = models.save_checkpoint(tmp_path / "nosize.pt", models.build_model("se_unet", base=4))
+    with pytest.raises(models.CheckpointError, match="img_size"):
+        predict_folder(no_size, folder, tmp_path / "out")
+    assert len(predict_folder(no_size, folder, tmp_path / "out", img_size=32)) == 3
+
+
+def test_list_images_explains_an_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_images(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no .jpg"):
+        list_images(tmp_path)
+
+
+def test_cli(checkpoint, flat_images, tmp_path, capsys):
+    folder, sizes = flat_images
+    out = tmp_path / "cli"
+    assert predict_main(["--checkpoint", str(checkpoint), "--images", str(folder), "--out", str(out),
+                         "--tta", "--postprocess", "--threshold", "0.4", "--overlays"]) == 0
+    assert f"wrote {len(sizes)} masks" in capsys.readouterr().out
+    assert len(list(out.glob(f"*{MASK_SUFFIX}"))) == len(sizes)
+    assert predict_main(["--checkpoint", str(tmp_path / "missing.pt"), "--images", str(folder),
+                         "--out", str(out)]) == 1
+    assert "missing.pt" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------- end to end
+def test_train_predict_and_official_scorer_agree_with_our_metrics(tmp_path):
+    """Train a tiny model, predict held-out images, score with isic-challenge-scoring and evaluate_folders."""
+    synthetic.write_dataset(tmp_path / "syn", n=14, size=48, seed=5, progress=False)
+    pairs = data.discover_pairs(tmp_path / "syn")
+    cfg = TrainConfig(model="se_unet", model_kwargs={"base": 4}, img_size=32, epochs=2, batch_size=4, lr=3e-3,
+                      num_workers=0, out=str(tmp_path / "run"))
+    result = fit(cfg, splits={"train": pairs[:8], "val": pairs[8:10]}, progress=False)
+    # The official scorer only accepts ISIC_<7 digits> names: copy the held-out pairs under such names.
+    images, truth = tmp_path / "test" / "images", tmp_path / "test" / "masks"
+    images.mkdir(parents=True)
+    truth.mkdir()
+    for i, pair in enumerate(pairs[10:]):
+        shutil.copy(pair.image, images / f"ISIC_{i:07d}{pair.image.suffix}")
+        shutil.copy(pair.mask, truth / f"ISIC_{i:07d}{MASK_SUFFIX}")
+    # A threshold between the probabilities' quartiles so masks are neither empty nor full after 2 epochs.
+    model = models.load_model(result.best_path)
+    probs = np.concatenate([predict_probabilities(model, data.read_image(p), 32).ravel()
+                            for p in sorted(images.iterdir())])
+    threshold = float(np.clip(np.quantile(probs, 0.6), 0.01, 0.99))
+    pred = tmp_path / "pred"
+    predict_folder(result.best_path, tmp_path / "test", pred, threshold=threshold)
+    official = subprocess.run([sys.executable, "-m", "isic_challenge_scoring", "-o", "json", "segmentation",
+                               str(truth), str(pred)], capture_output=True, text=True, check=True)
+    macro = json.loads(official.stdout)["macro_average"]
+    per_image, ours = metrics.evaluate_folders(truth, pred)
+    predicted = per_image["tp"] + per_image["fp"]
+    assert (predicted > 0).all() and (predicted < per_image[["tp", "fp", "fn", "tn"]].sum(axis=1)).all()
+    for name in metrics.METRIC_NAMES:
+        assert ours[name] == pytest.approx(macro[name], abs=1e-9), name

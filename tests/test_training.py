@@ -1,0 +1,255 @@
+"""Training: the schedule, fit's run folder, resuming after an interruption, divergence, the CLI.
+
+Everything is tiny (32 px, 10 synthetic images, an SE-U-Net with base 4, 2 epochs) so the file runs in
+seconds on two CPU cores.
+"""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import data, losses, models, synthetic, training
+from helpers.train import main as train_main
+from helpers.training import NonFiniteLossError, ResumeError, TrainConfig, fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def isolated_home(tmp_path_factory):
+    """Runs, caches and figures go to a temporary SKINSEG_HOME; one torch thread (CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKINSEG_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    synthetic.write_dataset(root, n=10, size=48, seed=3, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_root):
+    pairs = data.discover_pairs(tiny_root)
+    return {"train": pairs[:8], "val": pairs[8:]}
+
+
+def tiny_config(out, **overrides) -> TrainConfig:
+    # Dropout makes the run depend on torch's global RNG, which resuming must restore too.
+    values = dict(model="se_unet", model_kwargs={"base": 4, "dropout": 0.1}, img_size=32, epochs=2, batch_size=4, lr=3e-3,
+                  num_workers=0, out=str(out), seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+# -------------------------------------------------------------------------------- config and schedule
+def test_defaults_are_the_reference_recipe():
+    cfg = TrainConfig()
+    assert (cfg.model, cfg.img_size, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay) == \
+        ("resnet_unet_aspp", 256, 5, 16, 1e-3, 1e-4)
+    assert cfg.loss == "bce+dice" and cfg.grad_clip is None and cfg.amp == "auto" and not cfg.pretrained
+    assert cfg.patience is None and cfg.seed == 0
+
+
+def test_config_round_trips_through_json(tmp_path):
+    cfg = tiny_config(tmp_path / "run", grad_clip=1.0, patience=3, model_kwargs={"base": 4, "depth": 3})
+    assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig fields.*'learning_rate'"):
+        TrainConfig.from_dict({**cfg.to_dict(), "learning_rate": 1})
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(grad_clip=0.0), dict(amp="fp8"),
+                                 dict(patience=0), dict(img_size=32.5)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+        TrainConfig(**bad)
+
+
+def test_lr_factor_warms_up_linearly_then_follows_a_cosine():
+    total, warm = 100, 10
+    factors = [training.lr_factor(s, total, warm) for s in range(total + 1)]
+    assert factors[:warm] == pytest.approx([(s + 1) / warm for s in range(warm)])
+    assert factors[warm] == pytest.approx(1.0)
+    assert factors[55] == pytest.approx(0.5)                # half-way through the cosine
+    assert factors[total] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(factors[warm:], factors[warm + 1:]))
+    assert training.lr_factor(100, 100, 0, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_warmup_is_a_fraction_below_one_and_epochs_from_one():
+    assert training.warmup_steps(0.1, steps_per_epoch=20, total_steps=100) == 10
+    assert training.warmup_steps(2, steps_per_epoch=20, total_steps=100) == 40
+    assert training.warmup_steps(9, steps_per_epoch=20, total_steps=100) == 100   # capped
+
+
+def test_build_scheduler_steps_the_optimizer_lr_per_batch():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1e-3)
+    sched = training.build_scheduler(opt, epochs=2, steps_per_epoch=5, warmup=0.2)   # 2 warm-up steps of 10
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
+    assert lrs[2] > lrs[5] > lrs[9] > 0
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        training.build_scheduler(opt, epochs=2, steps_per_epoch=0)
+
+
+def test_amp_is_off_on_cpu_and_fp16_needs_cuda():
+    cpu = torch.device("cpu")
+    assert training.resolve_amp("auto", cpu) is None
+    assert training.resolve_amp("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="CUDA"):
+        training.resolve_amp("fp16", cpu)
+
+
+def test_rng_state_round_trip():
+    state = training.rng_state()
+    first = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
+    training.set_rng_state(state)
+    assert (np.random.rand(), torch.rand(1).item(), __import__("random").random()) == first
+
+
+# -------------------------------------------------------------------------------- fit
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, splits):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    return fit(tiny_config(out), splits=splits, progress=False)
+
+
+def test_fit_writes_history_best_and_last(finished_run):
+    result = finished_run
+    run = result.run_dir
+    assert {"history.csv", "best.pt", "last.pt", "config.json"} <= {p.name for p in run.iterdir()}
+    hist = pd.read_csv(run / "history.csv")
+    assert list(hist.columns) == list(training.HISTORY_COLUMNS)
+    assert hist["epoch"].tolist() == [1, 2]
+    pd.testing.assert_frame_equal(hist, result.history, check_dtype=False)
+    assert np.isfinite(hist.drop(columns="epoch").to_numpy()).all()
+    assert ((hist["val_dice"] >= 0) & (hist["val_dice"] <= 1)).all()
+    assert hist["lr"].iloc[1] < hist["lr"].iloc[0]                  # cosine decay
+    assert result.best_epoch == int(hist["val_dice"].idxmax()) + 1
+    assert result.best_score == pytest.approx(hist["val_dice"].max())
+    assert json.loads((run / "config.json").read_text())["model_kwargs"] == {"base": 4, "dropout": 0.1}
+
+
+def test_best_checkpoint_loads_and_last_holds_the_resumable_state(finished_run):
+    model = models.load_model(finished_run.best_path, expected_name="se_unet")
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+    best = models.load_checkpoint(finished_run.best_path)
+    assert best["epoch"] == finished_run.best_epoch and best["config"]["img_size"] == 32
+    last = models.load_checkpoint(finished_run.last_path)
+    assert last["epoch"] == 2 and len(last["history"]) == 2
+    assert {"optimizer", "scheduler", "scaler", "rng", "best_score"} <= set(last)
+    assert {"python", "numpy", "torch"} <= set(last["rng"])
+    assert last["scheduler"]["last_epoch"] == 2 * 2                 # 8 images / batch 4 = 2 steps per epoch
+
+
+def _stop_in_epoch(epoch: int, batch: int):
+    def callback(event, info):
+        if event == "batch_end" and info["epoch"] == epoch and info["batch"] == batch:
+            raise KeyboardInterrupt
+    return callback
+
+
+def test_resume_after_interruption_matches_the_uninterrupted_run(tmp_path, splits, finished_run):
+    cfg = tiny_config(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, splits=splits, progress=False, callbacks=[_stop_in_epoch(2, 1)])
+    assert pd.read_csv(cfg.run_dir() / "history.csv")["epoch"].tolist() == [1]
+    assert models.load_checkpoint(cfg.run_dir() / "last.pt")["epoch"] == 1
+
+    resumed = fit(tiny_config(tmp_path / "interrupted", resume=True), splits=splits, progress=False)
+    assert resumed.history["epoch"].tolist() == [1, 2]             # no duplicate, none missing
+    assert pd.read_csv(resumed.run_dir / "history.csv")["epoch"].tolist() == [1, 2]
+    # Deterministic on the CPU: the same data order, augmentations, RNG and optimiser state -> same weights.
+    full = models.load_checkpoint(finished_run.last_path)["state_dict"]
+    again = models.load_checkpoint(resumed.last_path)["state_dict"]
+    assert all(torch.equal(full[k], again[k]) for k in full)
+    cols = ["train_loss", "val_loss", "val_dice"]
+    np.testing.assert_allclose(resumed.history[cols].to_numpy(), finished_run.history[cols].to_numpy())
+
+
+def test_resuming_a_finished_run_trains_nothing(splits, finished_run):
+    cfg = TrainConfig.load(finished_run.run_dir / "config.json")
+    cfg.resume = True
+    calls = []
+    result = fit(cfg, splits=splits, progress=False, callbacks=[lambda event, info: calls.append(event)])
+    assert calls == [] and result.history["epoch"].tolist() == [1, 2]
+
+
+def test_resume_refuses_a_different_recipe_naming_the_field(splits, finished_run):
+    cfg = TrainConfig.load(finished_run.run_dir / "config.json")
+    cfg.resume, cfg.lr = True, 0.01
+    with pytest.raises(ResumeError, match="lr=0.003.*lr=0.01"):
+        fit(cfg, splits=splits, progress=False)
+    cfg.lr = 3e-3
+    with pytest.raises(ResumeError, match="split differs"):
+        fit(cfg, splits={"train": splits["train"][:6], "val": splits["val"]}, progress=False)
+
+
+def test_nan_loss_stops_with_advice_and_keeps_best(tmp_path, splits, monkeypatch):
+    real_build = losses.build_loss
+
+    class NaNAfter(torch.nn.Module):
+        """The real loss for the first ``n`` calls, then NaN."""
+
+        def __init__(self, n):
+            super().__init__()
+            self.inner, self.calls, self.n = real_build("bce+dice"), 0, n
+
+        def forward(self, logits, target):
+            self.calls += 1
+            loss = self.inner(logits, target)
+            return loss * float("nan") if self.calls > self.n else loss
+
+    # epoch 1 = 2 training + 1 validation calls; the NaN arrives in epoch 2.
+    monkeypatch.setattr(losses, "build_loss", lambda name: NaNAfter(3))
+    cfg = tiny_config(tmp_path / "nan")
+    with pytest.raises(NonFiniteLossError, match=r"(?s)nan at epoch 2.*lower learning rate.*grad-clip"):
+        fit(cfg, splits=splits, progress=False)
+    best = models.load_checkpoint(cfg.run_dir() / "best.pt")
+    assert best["epoch"] == 1 and models.load_checkpoint(cfg.run_dir() / "last.pt")["epoch"] == 1
+    assert pd.read_csv(cfg.run_dir() / "history.csv")["epoch"].tolist() == [1]
+
+
+def test_early_stopping_ends_the_run(tmp_path, splits, monkeypatch):
+    scores = iter([0.5, 0.4, 0.3, 0.2])
+    real_validate = training.validate
+
+    def fake_validate(*args, **kwargs):
+        return {**real_validate(*args, **kwargs), "val_dice": next(scores)}
+
+    monkeypatch.setattr(training, "validate", fake_validate)
+    result = fit(tiny_config(tmp_path / "early", epochs=4, patience=2), splits=splits, progress=False)
+    assert result.stopped_early and result.history["epoch"].tolist() == [1, 2, 3] and result.best_epoch == 1
+
+
+def test_gradient_clipping_runs_and_stays_finite(tmp_path, splits):
+    result = fit(tiny_config(tmp_path / "clip", epochs=1, grad_clip=0.5, loss="bce"), splits=splits,
+                 progress=False)
+    assert math.isfinite(result.history["train_loss"].iloc[0])
+
+
+def test_cli_trains_in_process(tmp_path, tiny_root, monkeypatch, capsys):
+    monkeypatch.setattr(data, "course_splits", lambda root=None, seed=0: {
+        "train": data.discover_pairs(root)[:8], "val": data.discover_pairs(root)[8:], "test": []})
+    out = tmp_path / "cli"
+    code = train_main(["--data", str(tiny_root), "--model", "se_unet", "--img-size", "32", "--epochs", "1",
+                       "--batch-size", "4", "--lr", "0.003", "--out", str(out), "--workers", "0", "--quiet",
+                       "--no-pretrained", "--seed", "1", "--loss", "bce", "--grad-clip", "1.0"])
+    assert code == 0
+    assert "best checkpoint" in capsys.readouterr().out
+    cfg = TrainConfig.load(out / "config.json")
+    assert (cfg.loss, cfg.grad_clip, cfg.seed, cfg.epochs, cfg.data) == ("bce", 1.0, 1, 1, str(tiny_root))
+    assert len(pd.read_csv(out / "history.csv")) == 1
+    with pytest.raises(SystemExit):
+        train_main(["--epochs", "0", "--out", str(out)])
