@@ -24,6 +24,7 @@ import os
 import pickle
 import socket
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -329,10 +330,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train a model first "
                               "(python -m helpers.train) to create it")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} could not be read: it is not a PyTorch file (torch.save "
+                              "writes a zip archive). It is damaged or something else: re-train or copy it again.")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"checkpoint {path} holds Python objects that safe loading refuses ({err}). "
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} holds Python objects that safe loading refuses ({detail}). "
                               "Only open files you trust with torch.load(path, weights_only=False), then "
                               "re-save them with helpers.models.save_checkpoint.") from err
     except Exception as err:  # torch raises RuntimeError, EOFError, zipfile errors... for damaged files
