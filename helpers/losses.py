@@ -27,8 +27,9 @@ from .metrics import soft_dice, soft_tversky
 LOSS_NAMES: tuple[str, ...] = ("bce", "dice", "bce+dice", "tversky")
 
 
-def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Check shapes and return the target as the logits' dtype.
+def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes; return the logits (half precision promoted to float32, so sums over many pixels stay
+    accurate under mixed precision) and the target in the logits' dtype.
 
     Raises:
         ValueError: shapes differ or are not ``(N, 1, H, W)``.
@@ -38,7 +39,9 @@ def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if target.shape != logits.shape:
         raise ValueError(f"target shape {tuple(target.shape)} differs from logits shape {tuple(logits.shape)}: "
                          "masks must be float (N, 1, H, W) at the model's output size")
-    return target.to(dtype=logits.dtype)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return logits, target.to(dtype=logits.dtype)
 
 
 class DiceLoss(nn.Module):
@@ -59,7 +62,7 @@ class DiceLoss(nn.Module):
         self.smooth = float(smooth)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = _check_inputs(logits, target)
+        logits, target = _check_inputs(logits, target)
         return 1.0 - soft_dice(torch.sigmoid(logits), target, self.smooth).mean()
 
     def extra_repr(self) -> str:
@@ -86,7 +89,7 @@ class TverskyLoss(nn.Module):
         self.alpha, self.beta, self.smooth = float(alpha), float(beta), float(smooth)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = _check_inputs(logits, target)
+        logits, target = _check_inputs(logits, target)
         index = soft_tversky(torch.sigmoid(logits), target, self.alpha, self.beta, self.smooth)
         return 1.0 - index.mean()
 
@@ -115,7 +118,7 @@ class BCEDiceLoss(nn.Module):
         self.dice = DiceLoss(smooth)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = _check_inputs(logits, target)
+        logits, target = _check_inputs(logits, target)
         return self.bce_weight * self.bce(logits, target) + (1.0 - self.bce_weight) * self.dice(logits, target)
 
     def extra_repr(self) -> str:
@@ -126,7 +129,7 @@ class _CheckedBCE(nn.BCEWithLogitsLoss):
     """``nn.BCEWithLogitsLoss`` that checks shapes and accepts integer/bool targets."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits, _check_inputs(logits, target))
+        return super().forward(*_check_inputs(logits, target))
 
 
 def _bce(pos_weight: float | None = None) -> nn.BCEWithLogitsLoss:

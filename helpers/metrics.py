@@ -283,7 +283,8 @@ def evaluate_folders(truth_dir: str | Path, pred_dir: str | Path) -> tuple[pd.Da
                              f"{truth_path.name} is {truth.shape[1]}x{truth.shape[0]}: predict at each image's "
                              "own size (or resize the prediction with nearest-neighbour)")
         counts = confusion_counts(pred, truth)
-        rows.append({"id": image_id, **image_scores(pred, truth), **dict(zip(COUNT_NAMES, counts))})
+        scores = {name: float(value) for name, value in scores_from_counts(*counts).items()}
+        rows.append({"id": image_id, **scores, **dict(zip(COUNT_NAMES, counts))})
     per_image = pd.DataFrame(rows).set_index("id")
     return per_image, summarize(per_image)
 

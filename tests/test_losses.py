@@ -156,3 +156,14 @@ def test_integer_targets_accepted():
     assert build_loss("bce+dice")(logits, target.to(torch.uint8)).item() == pytest.approx(
         build_loss("bce+dice")(logits, target).item())
     assert math.isfinite(build_loss("tversky")(logits, target.bool()).item())
+
+
+@pytest.mark.parametrize("name", ["dice", "tversky", "bce+dice"])
+def test_half_precision_logits_are_summed_in_float32(name):
+    logits, target = _batch(n=2, h=64, w=64)
+    half = logits.detach().to(torch.bfloat16).requires_grad_(True)
+    value = build_loss(name)(half, target)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(build_loss(name)(half.detach().float(), target).item(), rel=1e-6)
+    value.backward()
+    assert half.grad.dtype == torch.bfloat16 and torch.isfinite(half.grad.float()).all()
