@@ -35,7 +35,7 @@ from . import config
 DEFAULT_SMOKE: dict[str, int] = dict(n=40, size=192)
 DEFAULT_FULL: dict[str, int] = dict(n=600, size=384)
 #: Bump when the drawing changes: cached datasets with another version are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 ID_PREFIX = "SYN_"
 JPEG_QUALITY = 95
 
@@ -98,16 +98,17 @@ def _lesion_field(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.
     h, w = shape
     area_fraction = float(np.exp(rng.uniform(np.log(0.03), np.log(0.6))))
     radius = float(np.sqrt(area_fraction * h * w / np.pi))
-    if rng.random() < 0.12:  # centre near one edge: a lesion cut by the image border, as in real close-ups
+    angle = rng.uniform(0, np.pi)
+    stretch = np.sqrt(rng.uniform(1.0, 1.7))  # elongation: radius * stretch along `angle`, radius / stretch across
+    if rng.random() < 0.07:  # centre near one edge: a lesion cut by the image border, as in real close-ups
         inset = rng.uniform(-0.2, 0.5) * radius
         along_x, along_y = rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)
         cx, cy = [(inset, along_y), (w - inset, along_y), (along_x, inset), (along_x, h - inset)][rng.integers(4)]
-    else:
-        cx = rng.uniform(min(1.3 * radius, w / 2), max(w - 1.3 * radius, w / 2)) + rng.normal(0, 0.03 * w)
-        cy = rng.uniform(min(1.3 * radius, h / 2), max(h - 1.3 * radius, h / 2)) + rng.normal(0, 0.03 * h)
+    else:  # keep the whole lesion in view when it fits (large lesions still reach the border)
+        reach = 1.25 * radius * stretch
+        cx = rng.uniform(min(reach, w / 2), max(w - reach, w / 2))
+        cy = rng.uniform(min(reach, h / 2), max(h - reach, h / 2))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = rng.uniform(0, np.pi)
-    stretch = np.sqrt(rng.uniform(1.0, 1.7))
     dx, dy = xx - cx, yy - cy
     u = (dx * np.cos(angle) + dy * np.sin(angle)) / stretch
     v = (-dx * np.sin(angle) + dy * np.cos(angle)) * stretch
