@@ -31,7 +31,10 @@ def format_summary(summary: dict[str, float]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m helpers.evaluate``."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.evaluate",
+        description="Score predicted masks against ground truth with the ISIC 2018 conventions "
+                    "(per-image scores, macro-averaged; threshold_jaccard is the ranking score).")
     parser.add_argument("--truth", required=True, type=Path, help="folder of ground-truth <id>_segmentation.png")
     parser.add_argument("--pred", required=True, type=Path, help="folder of predicted <id>_segmentation.png")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
