@@ -3,7 +3,8 @@
 Every notebook starts with the same two cells, kept identical by ``python -m helpers.colab sync``:
 
 1. a markdown cell holding the Open-in-Colab badge (address from :data:`helpers.config.REPO_URL`);
-2. the setup cell :data:`SETUP_CELL`. On Google Colab (``google.colab`` importable) and only when the
+2. the setup cell (:func:`setup_cell_source`). On Google Colab (``google.colab`` already imported, as
+   Colab's kernel does at start) and only when the
    ``helpers`` package is missing, it clones the course repository, installs what Colab lacks and the
    package itself, then calls :func:`setup`. Locally it only imports and calls :func:`setup`.
 
@@ -13,9 +14,9 @@ A fork changes ``REPO_URL`` in ``helpers/config.py`` and the README, then runs
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ CLONE_DIR = "/content/skinseg"
 
 SETUP_TEMPLATE = '''{marker}: on Google Colab this installs what Colab lacks; locally it only imports.
 import importlib.util, os, subprocess, sys
-if importlib.util.find_spec("google.colab") and not importlib.util.find_spec("helpers"):
+if "google.colab" in sys.modules and importlib.util.find_spec("helpers") is None:
     if not os.path.isdir("{clone}"):
         subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}", "{repo}", "{clone}"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", {packages}], check=True)
@@ -56,11 +57,8 @@ def badge_markdown(notebook: str) -> str:
 
 
 def in_colab() -> bool:
-    """True when running inside Google Colab (``google.colab`` importable)."""
-    try:
-        return importlib.util.find_spec("google.colab") is not None
-    except (ImportError, ValueError):
-        return False
+    """True when running inside Google Colab, whose kernel imports ``google.colab`` at start."""
+    return "google.colab" in sys.modules
 
 
 def setup(download: str | None = None, *, verbose: bool = True) -> Any:

@@ -16,9 +16,16 @@ def _run_cell(monkeypatch, *, colab_present: bool, helpers_installed: bool):
     calls = []
     real_find_spec = importlib.util.find_spec
 
+    if colab_present:
+        google = types.ModuleType("google")
+        fake_colab = types.ModuleType("google.colab")
+        google.colab = fake_colab
+        monkeypatch.setitem(sys.modules, "google", google)
+        monkeypatch.setitem(sys.modules, "google.colab", fake_colab)
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+
     def fake_find_spec(name, *args, **kw):
-        if name == "google.colab":
-            return types.SimpleNamespace(name=name) if colab_present else None
         if name == "helpers" and not helpers_installed:
             return None
         return real_find_spec(name, *args, **kw)
@@ -105,3 +112,11 @@ def test_badge_rejects_non_github(monkeypatch, value):
     monkeypatch.setattr(config, "REPO_URL", value)
     with pytest.raises(ValueError):
         config.colab_url("x.ipynb", value)
+
+
+def test_setup_cell_runs_in_a_fresh_local_interpreter():
+    """No fakes: a plain Python without google.colab runs the cell as a no-op import (regression test)."""
+    result = subprocess.run([sys.executable, "-c", colab.setup_cell_source()], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "colab False" in result.stdout
