@@ -113,3 +113,110 @@ def image_grid(images: list[np.ndarray], *, titles: list[str] | None = None, nco
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------ training and evaluation
+#: Colours of true positives, false positives and false negatives in :func:`error_overlay`.
+ERROR_COLORS: dict[str, tuple[float, float, float]] = {"tp": (0.15, 0.80, 0.25), "fp": (0.95, 0.20, 0.15),
+                                                      "fn": (0.20, 0.45, 1.00)}
+
+
+def plot_history(histories, *, title: str | None = None, panel_size: float = 4.2) -> plt.Figure:
+    """Training curves: train/validation loss (left) and validation Dice (right), per epoch.
+
+    Introduced in notebook 04 (training). The best epoch (highest validation Dice, the one ``best.pt``
+    keeps) is marked with a dot.
+
+    Args:
+        histories: one ``history`` DataFrame from :func:`helpers.training.fit` (columns ``epoch``,
+            ``train_loss``, ``val_loss``, ``val_dice``), or a dict ``{run name: history}`` to compare runs.
+        title: figure title.
+
+    Raises:
+        ValueError: no histories, an empty one, or missing columns (named in the message).
+    """
+    runs = dict(histories) if isinstance(histories, dict) else {"": histories}
+    if not runs:
+        raise ValueError("plot_history needs at least one history DataFrame")
+    needed = {"epoch", "train_loss", "val_loss", "val_dice"}
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(2 * panel_size, 0.75 * panel_size))
+    for k, (name, hist) in enumerate(runs.items()):
+        missing = needed - set(hist.columns)
+        if missing or len(hist) == 0:
+            raise ValueError(f"history {name!r} is empty or lacks columns {sorted(missing)}: pass fit(...).history "
+                             "or pd.read_csv('<run>/history.csv')")
+        color = f"C{k}"
+        label = f"{name} " if name else ""
+        ax_loss.plot(hist["epoch"], hist["train_loss"], "-o", ms=3, color=color, label=f"{label}train")
+        ax_loss.plot(hist["epoch"], hist["val_loss"], "--s", ms=3, color=color, label=f"{label}validation")
+        ax_dice.plot(hist["epoch"], hist["val_dice"], "-o", ms=3, color=color, label=f"{label}val Dice")
+        best = hist.loc[hist["val_dice"].idxmax()]
+        ax_dice.plot([best["epoch"]], [best["val_dice"]], "o", ms=9, mfc="none", color=color)
+    ax_loss.set(xlabel="epoch", ylabel="loss (mean per image)", title="Loss")
+    ax_dice.set(xlabel="epoch", ylabel="Dice (macro mean over images)", title="Validation Dice (circle: best)")
+    for ax in (ax_loss, ax_dice):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def error_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Colour a prediction's pixels by outcome: true positive green, false positive red, false negative blue.
+
+    Introduced in notebook 05 (evaluation). True negatives keep the image's colours.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 or float [0, 1].
+        truth, pred: ``(H, W)`` masks in {0, 1} (or bool), the image's size.
+        alpha: opacity of the colours.
+
+    Returns:
+        ``(H, W, 3) float`` image in [0, 1].
+
+    Raises:
+        ValueError: a mask's size differs from the image's.
+    """
+    out = overlay(image, np.zeros(image.shape[:2], np.uint8))  # float copy in [0, 1]
+    t, p = np.asarray(truth) > 0, np.asarray(pred) > 0
+    if t.shape != out.shape[:2] or p.shape != out.shape[:2]:
+        raise ValueError(f"truth {t.shape} and prediction {p.shape} must both be the image's size {out.shape[:2]}")
+    for key, where in (("tp", t & p), ("fp", ~t & p), ("fn", t & ~p)):
+        out[where] = (1 - alpha) * out[where] + alpha * np.asarray(ERROR_COLORS[key], np.float32)
+    return out
+
+
+def prediction_grid(images: list[np.ndarray], truths: list[np.ndarray], preds: list[np.ndarray], *,
+                    titles: list[str] | None = None, panel_size: float = 2.4) -> plt.Figure:
+    """One row per image: the image, the truth, the prediction, and the errors (:func:`error_overlay`).
+
+    Introduced in notebook 05 (evaluation).
+
+    Args:
+        images: ``(H, W, 3)`` images; truths, preds: ``(H, W)`` {0, 1} masks of the same sizes.
+        titles: one row label per image (e.g. ``"ISIC_0000001  Dice 0.91"``), or None.
+
+    Raises:
+        ValueError: different numbers of images, truths, predictions or titles.
+    """
+    n = len(images)
+    if n == 0 or len(truths) != n or len(preds) != n or (titles is not None and len(titles) != n):
+        raise ValueError(f"got {n} images, {len(truths)} truths, {len(preds)} predictions and "
+                         f"{'no' if titles is None else len(titles)} titles: pass one of each per image")
+    aspect = images[0].shape[0] / images[0].shape[1]
+    fig, axes = plt.subplots(n, 4, figsize=(4 * panel_size, n * panel_size * aspect + 0.4), squeeze=False)
+    for i, (image, truth, pred) in enumerate(zip(images, truths, preds)):
+        panels = [image, np.asarray(truth) > 0, np.asarray(pred) > 0, error_overlay(image, truth, pred)]
+        for j, (ax, panel) in enumerate(zip(axes[i], panels)):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(["image", "truth", "prediction", "errors: TP green, FP red, FN blue"][j], fontsize=8)
+        if titles is not None:
+            axes[i][0].set_ylabel(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
