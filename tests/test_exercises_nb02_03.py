@@ -1,0 +1,123 @@
+"""Notebooks 02 and 03: exercise checkers accept right answers and reject typical wrong ones with a hint."""
+import pytest
+import torch
+from torch import nn
+
+from helpers.exercises import nb02, nb03
+
+
+# ------------------------------------------------------------------------------------------------- notebook 02
+def test_se_params_accepts_the_right_count(capsys):
+    nb02.check_se_params(lambda c, r: 2 * c * max(1, c // r) + max(1, c // r) + c)
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda c, r: 2 * c * max(1, c // r), "bias"),
+    (lambda c, r: 2 * c * (c // r) + c // r + c, "max"),
+    (lambda c, r: c * c // r + c, "expected"),
+    (lambda c, r: None, "return"),
+])
+def test_se_params_rejects_wrong_counts(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb02.check_se_params(wrong)
+
+
+def _empirical_receptive_field(depth: int) -> int:
+    """Width of the input region that reaches one central bottleneck pixel of a conv/pool-only SEUNet encoder."""
+    layers: list[nn.Module] = []
+    for i in range(depth + 1):
+        layers += [nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)]
+        if i < depth:
+            layers.append(nn.MaxPool2d(2))
+    net = nn.Sequential(*layers)
+    for conv in net:
+        if isinstance(conv, nn.Conv2d):
+            nn.init.constant_(conv.weight, 1.0)
+            nn.init.zeros_(conv.bias)
+    size = 2**depth * 24
+    x = torch.rand(1, 1, size, size, requires_grad=True)  # random: max pool picks varied positions
+    y = net(x)
+    c = y.shape[-1] // 2
+    y[0, 0, c, c].backward()
+    cols = (x.grad[0, 0] != 0).any(dim=0).nonzero()
+    return int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_receptive_field_reference_matches_a_gradient_measurement(depth):
+    # Max pooling routes the gradient to one pixel per window, so the measured span can fall short of the
+    # theoretical field by less than one pooling window at each end, never exceed it.
+    measured = _empirical_receptive_field(depth)
+    assert nb02.receptive_field(depth) - 2 * (2**depth - 1) <= measured <= nb02.receptive_field(depth)
+    assert nb02.receptive_field(4) == 140
+
+
+def test_receptive_field_checker():
+    nb02.check_receptive_field(nb02.receptive_field)
+    with pytest.raises(AssertionError, match="max pool"):
+        nb02.check_receptive_field(lambda d: nb02.receptive_field(d) - (2**d - 1))
+    with pytest.raises(AssertionError, match="bottleneck"):
+        nb02.check_receptive_field(lambda d: nb02.receptive_field(d) - 4 * 2**d)
+    with pytest.raises(AssertionError, match="expected"):
+        nb02.check_receptive_field(lambda d: 3 + 2 * d)
+
+
+def _se(u, w1, b1, w2, b2):
+    s = torch.sigmoid(torch.relu(u.mean(dim=(2, 3)) @ w1.T + b1) @ w2.T + b2)
+    return u * s[:, :, None, None]
+
+
+def test_se_forward_checker_accepts_the_equations(capsys):
+    nb02.check_se_forward(_se)
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda u, w1, b1, w2, b2: u * (torch.relu(u.mean((2, 3)) @ w1.T + b1) @ w2.T + b2)[:, :, None, None], "sigmoid"),
+    (lambda u, w1, b1, w2, b2: _se(u, w1, b1, w2, b2).amax(dim=(2, 3)), "channel weights|shape"),
+    (lambda u, w1, b1, w2, b2: torch.sigmoid(torch.relu(u.mean((2, 3)) @ w1.T + b1) @ w2.T + b2), "channel weights"),
+    (lambda u, w1, b1, w2, b2: u * torch.sigmoid(torch.relu(u.amax((2, 3)) @ w1.T + b1) @ w2.T + b2)[:, :, None, None],
+     "MEAN"),
+    (lambda u, w1, b1, w2, b2: u * torch.sigmoid((u.mean((2, 3)) @ w1.T + b1) @ w2.T + b2)[:, :, None, None], "ReLU"),
+    (lambda u, w1, b1, w2, b2: u * torch.sigmoid(torch.relu(u.mean((2, 3)) @ w1.T) @ w2.T)[:, :, None, None],
+     "values differ"),
+])
+def test_se_forward_checker_rejects_mistakes(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb02.check_se_forward(wrong)
+
+
+# ------------------------------------------------------------------------------------------------- notebook 03
+def test_dilated_output_size_checker(capsys):
+    nb03.check_dilated_output_size(lambda s, k, r, p, st: (s + 2 * p - r * (k - 1) - 1) // st + 1)
+    assert "Correct" in capsys.readouterr().out
+    assert nb03.dilated_output_size(64, 3, rate=6, padding=6) == 64
+    with pytest.raises(AssertionError, match="ignored the rate"):
+        nb03.check_dilated_output_size(lambda s, k, r, p, st: (s + 2 * p - (k - 1) - 1) // st + 1)
+    with pytest.raises(AssertionError, match="round down"):
+        nb03.check_dilated_output_size(lambda s, k, r, p, st: (s + 2 * p - r * (k - 1) - 1) / st + 1)
+    with pytest.raises(AssertionError, match="PyTorch gives"):
+        nb03.check_dilated_output_size(lambda s, k, r, p, st: s)
+
+
+def test_aspp_branch_params_checker(capsys):
+    nb03.check_aspp_branch_params(nb03.aspp_branch_params)
+    assert "Correct" in capsys.readouterr().out
+    for wrong, hint in [(lambda i, o, k: k * k * i * o, "BatchNorm2d adds"),
+                        (lambda i, o, k: k * k * i * o + 3 * o, "no bias"),
+                        (lambda i, o, k: k * k * i * o + 4 * o, "buffers"),
+                        (lambda i, o, k: 6 * k * k * i * o + 2 * o, "rate adds nothing")]:
+        with pytest.raises(AssertionError, match=hint):
+            nb03.check_aspp_branch_params(wrong)
+
+
+def test_conv_macs_checker(capsys):
+    assert nb03.measured_conv_macs(8, 4, 6, 3) == 8 * 8 * 4 * 6 * 9
+    nb03.check_conv_macs(lambda s, i, o, k: s * s * i * o * k * k)
+    assert "Correct" in capsys.readouterr().out
+    for wrong, hint in [(lambda s, i, o, k: 2 * s * s * i * o * k * k, "FLOPs"),
+                        (lambda s, i, o, k: i * o * k * k, "weight count"),
+                        (lambda s, i, o, k: s * i * o * k * k, "measured")]:
+        with pytest.raises(AssertionError, match=hint):
+            nb03.check_conv_macs(wrong)
