@@ -11,6 +11,7 @@ Interrupted? Run the same command with ``--resume``: it continues after the last
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from . import data, models
 from .training import NonFiniteLossError, ResumeError, TrainConfig, fit
 
 _DEFAULTS = TrainConfig()
+
+
+def _json_object(text: str) -> dict:
+    """Parse ``--model-kwargs``: a JSON object such as ``{"base": 16}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err}): write it like '{{\"base\": 16}}'") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"base\": 16}}', got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder (ISIC, ISIC 2018, HAM10000 or train/val/test sub-folders); "
                         "default: SKINSEG_DATA or the embedded synthetic set")
     p.add_argument("--model", default=_DEFAULTS.model, help="helpers.models.build_model name")
+    p.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON",
+                   help='extra model arguments as a JSON object, e.g. \'{"encoder_name": "resnet18"}\'')
     p.add_argument("--img-size", type=int, default=_DEFAULTS.img_size, help="square training size, pixels")
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
@@ -54,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the parsed arguments describe."""
-    return TrainConfig(model=args.model, pretrained=args.pretrained, img_size=args.img_size, epochs=args.epochs,
+    return TrainConfig(model=args.model, model_kwargs=args.model_kwargs, pretrained=args.pretrained, img_size=args.img_size, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                        loss=args.loss, grad_clip=args.grad_clip, amp=args.amp, augment=args.augment,
                        seed=args.seed, patience=args.patience, num_workers=args.workers,

@@ -685,3 +685,27 @@ def _finish_epoch(cfg: TrainConfig, parts: Mapping[str, Any], run: _RunState, ro
     save_state(run_dir / "last.pt", parts["model"], parts["optimizer"], parts["scheduler"], parts["scaler"],
                run, cfg, fingerprint)
     write_history(run_dir / "history.csv", run.history)
+
+
+def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = None,
+                  progress: bool = True, callbacks: Sequence[Callback] | None = None) -> FitResult:
+    """Reuse a finished run of the same recipe, finish an interrupted one, or train from scratch.
+
+    The pattern of evaluation notebooks: ``cfg.run_dir()`` is checked first; when its ``last.pt`` was
+    written by the same recipe on the same data (:func:`check_resumable`), training resumes from it, which
+    for a finished run means returning at once. A run of another recipe (say, a smoke-mode run when you
+    now want the full one) is replaced: training starts afresh in the same folder.
+
+    Args and Returns: as :func:`fit` (``cfg.resume`` is ignored).
+    """
+    run_dir = cfg.run_dir()
+    last = run_dir / "last.pt"
+    resume = False
+    if last.is_file():
+        splits = splits if splits is not None else data.course_splits(cfg.data, seed=cfg.seed)
+        try:
+            check_resumable(models.load_checkpoint(last), cfg, split_fingerprint(splits), last)
+            resume = True
+        except (ResumeError, models.CheckpointError) as err:
+            print(f"not reusing {run_dir}: {err}\ntraining from scratch instead.")
+    return fit(dataclasses.replace(cfg, resume=resume), splits=splits, progress=progress, callbacks=callbacks)

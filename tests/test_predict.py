@@ -227,3 +227,19 @@ def test_train_predict_and_official_scorer_agree_with_our_metrics(tmp_path):
     assert (predicted > 0).all() and (predicted < per_image[["tp", "fp", "fn", "tn"]].sum(axis=1)).all()
     for name in metrics.METRIC_NAMES:
         assert ours[name] == pytest.approx(macro[name], abs=1e-9), name
+
+
+def test_error_overlay_colours_tp_fp_fn_and_keeps_tn():
+    from helpers import plots
+
+    image = np.full((4, 4, 3), 100, np.uint8)
+    truth = np.array([[1, 1, 0, 0]] * 4, np.uint8)
+    pred = np.array([[1, 0, 1, 0]] * 4, np.uint8)
+    out = plots.error_overlay(image, truth, pred, alpha=1.0)
+    for col, key in ((0, "tp"), (1, "fn"), (2, "fp")):
+        np.testing.assert_allclose(out[0, col], plots.ERROR_COLORS[key])
+    np.testing.assert_allclose(out[0, 3], 100 / 255)
+    with pytest.raises(ValueError, match="size"):
+        plots.error_overlay(image, truth[:2], pred)
+    fig = plots.prediction_grid([image, image], [truth, truth], [pred, pred], titles=["a", "b"])
+    assert len(fig.axes) == 8

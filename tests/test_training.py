@@ -3,6 +3,7 @@
 Everything is tiny (32 px, 10 synthetic images, an SE-U-Net with base 4, 2 epochs) so the file runs in
 seconds on two CPU cores.
 """
+import dataclasses
 import json
 import math
 
@@ -186,6 +187,19 @@ def test_resuming_a_finished_run_trains_nothing(splits, finished_run):
     assert calls == [] and result.history["epoch"].tolist() == [1, 2]
 
 
+def test_train_or_load_reuses_a_finished_run_and_retrains_another_recipe(splits, finished_run, capsys):
+    cfg = TrainConfig.load(finished_run.run_dir / "config.json")
+    calls = []
+    same = training.train_or_load(cfg, splits=splits, progress=False, callbacks=[lambda e, i: calls.append(e)])
+    assert calls == [] and same.best_epoch == finished_run.best_epoch
+    other = training.train_or_load(tiny_config(finished_run.run_dir.parent / "other", epochs=1), splits=splits,
+                                   progress=False)
+    assert other.history["epoch"].tolist() == [1]
+    changed = dataclasses.replace(cfg, out=str(other.run_dir), epochs=2)
+    retrained = training.train_or_load(changed, splits=splits, progress=False)
+    assert "epochs=1" in capsys.readouterr().out and retrained.history["epoch"].tolist() == [1, 2]
+
+
 def test_resume_refuses_a_different_recipe_naming_the_field(splits, finished_run):
     cfg = TrainConfig.load(finished_run.run_dir / "config.json")
     cfg.resume, cfg.lr = True, 0.01
@@ -239,17 +253,30 @@ def test_gradient_clipping_runs_and_stays_finite(tmp_path, splits):
     assert math.isfinite(result.history["train_loss"].iloc[0])
 
 
-def test_cli_trains_in_process(tmp_path, tiny_root, monkeypatch, capsys):
-    monkeypatch.setattr(data, "course_splits", lambda root=None, seed=0: {
-        "train": data.discover_pairs(root)[:8], "val": data.discover_pairs(root)[8:], "test": []})
+def test_cli_trains_in_process(tmp_path, tiny_root, capsys):
     out = tmp_path / "cli"
-    code = train_main(["--data", str(tiny_root), "--model", "se_unet", "--img-size", "32", "--epochs", "1",
+    code = train_main(["--data", str(tiny_root), "--model", "se_unet", "--model-kwargs", '{"base": 4}',
+                       "--img-size", "32", "--epochs", "1",
                        "--batch-size", "4", "--lr", "0.003", "--out", str(out), "--workers", "0", "--quiet",
                        "--no-pretrained", "--seed", "1", "--loss", "bce", "--grad-clip", "1.0"])
     assert code == 0
     assert "best checkpoint" in capsys.readouterr().out
     cfg = TrainConfig.load(out / "config.json")
     assert (cfg.loss, cfg.grad_clip, cfg.seed, cfg.epochs, cfg.data) == ("bce", 1.0, 1, 1, str(tiny_root))
+    assert cfg.model_kwargs == {"base": 4} and not cfg.pretrained
     assert len(pd.read_csv(out / "history.csv")) == 1
-    with pytest.raises(SystemExit):
-        train_main(["--epochs", "0", "--out", str(out)])
+    for bad in (["--epochs", "0"], ["--model-kwargs", "base=4"]):
+        with pytest.raises(SystemExit):
+            train_main([*bad, "--out", str(out)])
+    assert "model-kwargs" in capsys.readouterr().err
+
+
+def test_plot_history_draws_both_panels_per_run(finished_run):
+    from helpers import plots
+
+    fig = plots.plot_history({"a": finished_run.history, "b": finished_run.history})
+    ax_loss, ax_dice = fig.axes
+    assert len(ax_loss.lines) == 4 and len(ax_dice.lines) == 4      # train + val per run; Dice + best marker
+    np.testing.assert_allclose(ax_dice.lines[0].get_ydata(), finished_run.history["val_dice"])
+    with pytest.raises(ValueError, match="val_dice"):
+        plots.plot_history(finished_run.history.drop(columns="val_dice"))
