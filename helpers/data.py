@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 #: File extensions read as images (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-#: Mask file names are ``<id>` + MASK_SUFFIX + ``.png`` (ISIC convention); a mask named ``<id>.png`` is accepted too.
+#: Masks are named ``<id>_segmentation.png`` (ISIC convention); a mask named ``<id>.png`` is accepted too.
 MASK_SUFFIX = "_segmentation"
 #: The split names every function returns.
 SPLITS = ("train", "val", "test")
