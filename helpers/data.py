@@ -286,7 +286,9 @@ def _layout_dirs(root: Path, layout: str, subset: str) -> tuple[list[Path], Path
 
 
 def _is_data_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    """An image or mask file: known extension, not hidden (macOS ``._*``), not an ISIC 2017 superpixel map."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS \
+        and not path.stem.endswith("_superpixels")
 
 
 def _mask_id(path: Path) -> str:

@@ -168,6 +168,7 @@ def test_empty_unknown_and_missing_folders(tmp_path):
 def test_ignores_hidden_and_non_image_files(isic_dir):
     (isic_dir / "images" / "._ISIC_0000000.jpg").write_bytes(b"macOS resource fork")
     (isic_dir / "masks" / "README.txt").write_text("masks")
+    (isic_dir / "images" / "ISIC_0000001_superpixels.png").write_bytes(b"ISIC 2017 superpixel map")
     assert len(data.discover_pairs(isic_dir)) == 8
 
 

@@ -1,4 +1,4 @@
-"""helpers.download against a local HTTP server on 127.0.0.1 (Range support switchable): no test touches the internet."""
+"""helpers.download against a local HTTP server on 127.0.0.1 (Range support switchable); no test touches the net."""
 from __future__ import annotations
 
 import hashlib
