@@ -835,7 +835,7 @@ def _check_parts(root: Path) -> tuple[str, list[tuple[str, Path, str, str]]]:
     """(layout label, [(part name, folder, layout, subset)]) of everything check_dataset should visit."""
     folders = _split_folders(root)
     if folders:
-        return "splits", [(name, folder, detect_layout(folder), "training") for name, folder in folders.items()]
+        return "splits", [(name, folder, "auto", "training") for name, folder in folders.items()]
     layout = detect_layout(root)
     if layout == "isic2018":
         subsets = [s for s in ISIC2018_SUBSETS if s == "training" or _has_isic2018_truth(root, s)]
@@ -878,7 +878,8 @@ def _check_pair(pair: Pair, report: CheckReport) -> None:
 
 
 def _check_part(name: str, folder: Path, layout: str, subset: str, report: CheckReport, progress: bool) -> None:
-    scan = _scan(folder, layout, subset)
+    """Check one part (a split folder or an ISIC 2018 subset); raises DatasetError when it cannot be read."""
+    scan = _scan(folder, detect_layout(folder) if layout == "auto" else layout, subset)
     report.problems += [(p, f"image has no mask ({p.stem}{MASK_SUFFIX}.png expected in {scan.mask_dir})")
                         for p in scan.images_without_mask]
     report.problems += [(p, f"mask has no image (expected {_mask_id(p)}.jpg/.png in "

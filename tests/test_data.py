@@ -425,9 +425,16 @@ def test_check_dataset_collects_every_problem(isic_dir):
     assert [p.name for p, _ in report.warnings] == ["ISIC_0000004_segmentation.png"]
 
 
-def test_check_dataset_reports_layout_errors(tmp_path):
-    report = data.check_dataset(tmp_path, progress=False)
-    assert not report.ok and "empty" in report.problems[0][1]
+def test_check_dataset_reports_layout_errors(tmp_path, isic_dir):
+    report = data.check_dataset(tmp_path / "nothing", progress=False)
+    assert not report.ok and "does not exist" in report.problems[0][1]
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    isic_dir.rename(splits / "train")
+    (splits / "val").mkdir()
+    report = data.check_dataset(splits, progress=False)  # an empty val/ does not hide the train/ check
+    assert report.parts == {"train": 8} and len(report.problems) == 1
+    assert report.problems[0][0] == splits / "val" and "is empty" in report.problems[0][1]
 
 
 def test_cli_check_exit_codes_and_output(isic_dir, capsys):
