@@ -186,7 +186,8 @@ def _cached(dest: Path, expected: dict[str, str | int | None], chunk: int) -> bo
     hashers = _hashers(expected.get("sha256"), expected.get("md5"))  # type: ignore[arg-type]
     if not hashers and expected.get("size") is None:
         return True  # a file only ever appears at dest after a complete download
-    _feed_file(dest, hashers, chunk)
+    if hashers:
+        _feed_file(dest, hashers, chunk)
     try:
         _verify(dest, dest.name, hashers, expected)
     except DownloadError:
@@ -250,6 +251,8 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None 
             names the file, the expected and the actual values), or the network failed ``retries`` times
             (the .part is kept: call again to resume).
     """
+    if retries < 1:
+        raise ValueError(f"retries must be >= 1, got {retries}")
     dest = Path(dest)
     expected: dict[str, str | int | None] = {"size": size, "sha256": sha256 and sha256.lower(),
                                              "md5": md5 and md5.lower()}
@@ -419,7 +422,11 @@ def resolve(resource: Resource, server: str = DATAVERSE_SERVER) -> Resource:
 
 def _check_disk(folder: Path, resources: Iterable[Resource]) -> None:
     """Raise early when the archives plus their extracted copies clearly cannot fit on the disk."""
-    need = sum(2 * r.size for r in resources if r.size)
+    def have(r: Resource) -> int:
+        files = [folder / "archives" / r.filename, folder / "archives" / f"{r.filename}.part"]
+        return sum(f.stat().st_size for f in files if f.is_file())
+
+    need = sum(2 * r.size - have(r) for r in resources if r.size)
     free = shutil.disk_usage(folder).free
     if need and free < need:
         raise DownloadError(f"{folder} has {free / 1e9:.1f} GB free but the download and extraction need about "

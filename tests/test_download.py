@@ -293,3 +293,10 @@ def test_registry_is_complete_and_unknown_names_are_refused(tmp_path):
             assert r.source, f"{r.filename}: cite where its checksum comes from"
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         download.download_dataset("imagenet", tmp_path)
+
+
+def test_not_enough_disk_is_reported_before_any_request(tmp_path, monkeypatch):
+    usage = type("Usage", (), {"free": 5 * 10**9, "total": 0, "used": 0})()
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(DownloadError, match=r"5\.0 GB free but the download and extraction need about 2\d\.\d GB"):
+        download.download_dataset("isic2018", tmp_path)
