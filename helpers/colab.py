@@ -100,8 +100,8 @@ def sync_notebook(path: Path) -> bool:
     """
     import nbformat
 
-    nb = nbformat.read(path, as_version=4)
-    before = nbformat.writes(nb)
+    before = path.read_text(encoding="utf-8")
+    nb = nbformat.reads(before, as_version=4)
     badge = badge_markdown(path.name)
     setup_src = setup_cell_source()
     badge_idx = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and BADGE_MARKER in c.source),
@@ -117,7 +117,7 @@ def sync_notebook(path: Path) -> bool:
         nb.cells.insert(badge_idx + 1, nbformat.v4.new_code_cell(setup_src))
     else:
         nb.cells[setup_idx].source = setup_src
-    after = nbformat.writes(nb)
+    after = nbformat.writes(nb) + "\n"  # same form as `python -m helpers.course strip` writes
     if after != before:
         path.write_text(after, encoding="utf-8")
         return True
