@@ -183,7 +183,30 @@ def _write_outputs(image: np.ndarray, prob: np.ndarray, image_id: str, out_dir: 
     return path
 
 
-def predict_folder(checkpoint: str | Path, images_dir: str | Path, out_dir: str | Path, *,
+def _image_paths(images: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The image files to predict: :func:`list_images` of a folder, or the given files (sorted).
+
+    Raises:
+        FileNotFoundError: an empty list, or a listed file that does not exist.
+        ValueError: two files with the same name stem (their masks would overwrite each other).
+    """
+    if isinstance(images, (str, Path)):
+        return list_images(images)
+    paths = sorted(Path(p) for p in images)
+    if not paths:
+        raise FileNotFoundError("no images to predict: the list of image files is empty")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image files do not exist, e.g. {missing[0]}")
+    stems = [p.stem for p in paths]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise ValueError(f"several images share the id {dupes[0]!r} (file name without extension): their masks "
+                         "would overwrite each other; predict them into separate folders")
+    return paths
+
+
+def predict_folder(checkpoint: str | Path, images_dir: str | Path | Sequence[str | Path], out_dir: str | Path, *,
                    img_size: int | None = None, tta: bool = False, postprocess: bool = False,
                    threshold: float = 0.5, overlays: bool = False, batch_size: int = 8,
                    device: torch.device | str | None = None) -> list[Path]:
@@ -191,7 +214,8 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path, out_dir: str 
 
     Args:
         checkpoint: a ``best.pt`` / ``last.pt`` written by training.
-        images_dir: an ISIC-layout folder (``images/`` sub-folder) or a flat folder of images.
+        images_dir: an ISIC-layout folder (``images/`` sub-folder), a flat folder of images, or a list of
+            image files (e.g. ``[pair.image for pair in course_splits()["test"]]``).
         out_dir: where ``<id>_segmentation.png`` masks go (created); overlays go to ``out_dir/overlays/``.
         img_size: model input size; None = the training size recorded in the checkpoint.
         tta: flip test-time augmentation.
@@ -207,8 +231,8 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path, out_dir: str 
 
     Raises:
         CheckpointError: the checkpoint is missing, corrupt or records no image size (and none is given).
-        FileNotFoundError: no images in ``images_dir``.
-        ValueError: ``threshold`` outside (0, 1) or ``batch_size`` < 1.
+        FileNotFoundError: no images in ``images_dir`` (or a listed file is missing).
+        ValueError: ``threshold`` outside (0, 1), ``batch_size`` < 1, or two listed images with the same id.
     """
     if not 0.0 < threshold < 1.0 or batch_size < 1:
         raise ValueError(f"need 0 < threshold < 1 and batch_size >= 1, got {threshold} and {batch_size}")
@@ -217,7 +241,7 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path, out_dir: str 
     ckpt = models.load_checkpoint(ckpt_path)
     size = img_size if img_size is not None else _checkpoint_img_size(ckpt, ckpt_path)
     model = models.load_model(ckpt, map_location="cpu").to(device or select_device())
-    paths = list_images(images_dir)
+    paths = _image_paths(images_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if overlays:

@@ -41,7 +41,7 @@ from . import config, data, losses, metrics, models, runtime
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "lr", "train_loss", "val_loss", "val_dice", "val_jaccard",
                                     "val_threshold_jaccard", "seconds")
 #: TrainConfig fields that must match to resume a run (the others, e.g. workers or patience, may change).
-RESUME_FIELDS: tuple[str, ...] = ("model", "model_kwargs", "img_size", "epochs", "batch_size", "lr",
+RESUME_FIELDS: tuple[str, ...] = ("model", "model_kwargs", "pretrained", "img_size", "epochs", "batch_size", "lr",
                                   "weight_decay", "warmup", "min_lr_ratio", "loss", "grad_clip", "augment",
                                   "seed", "data")
 AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
@@ -132,6 +132,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.patience must be None (off) or >= 1 epoch, got {self.patience!r}")
         if self.amp not in AMP_CHOICES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_CHOICES}, got {self.amp!r}")
+        try:  # JSON form (tuples become lists) so a config read back from config.json compares equal
+            self.model_kwargs = json.loads(json.dumps(dict(self.model_kwargs)))
+        except TypeError as err:
+            raise ValueError(f"TrainConfig.model_kwargs must hold JSON values (numbers, strings, lists), "
+                             f"got {self.model_kwargs!r}: {err}") from err
         if self.data is not None:
             self.data = str(self.data)
         if self.out is not None:

@@ -156,6 +156,20 @@ def test_predict_folder_reads_isic_layout_and_writes_overlays_apart(checkpoint, 
         assert im.size == (60, 45)      # ISIC_0000001 is 45x60 (HxW)
 
 
+def test_predict_folder_accepts_a_list_of_image_files(checkpoint, flat_images, tmp_path):
+    folder, sizes = flat_images
+    chosen = [folder / "ISIC_0000002.png", folder / "img three.jpg"]
+    written = predict_folder(checkpoint, chosen, tmp_path / "some")
+    assert [p.name for p in written] == [f"ISIC_0000002{MASK_SUFFIX}", f"img three{MASK_SUFFIX}"]
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "ISIC_0000002.jpg"
+    shutil.copy(folder / "ISIC_0000001.jpg", twin)
+    with pytest.raises(ValueError, match="ISIC_0000002"):
+        predict_folder(checkpoint, [*chosen, twin], tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="empty"):
+        predict_folder(checkpoint, [], tmp_path / "x")
+
+
 def test_threshold_moves_the_masks(checkpoint, flat_images, tmp_path):
     folder, _ = flat_images
     low = predict_folder(checkpoint, folder, tmp_path / "low", threshold=0.01)

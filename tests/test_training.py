@@ -61,6 +61,8 @@ def test_defaults_are_the_reference_recipe():
 def test_config_round_trips_through_json(tmp_path):
     cfg = tiny_config(tmp_path / "run", grad_clip=1.0, patience=3, model_kwargs={"base": 4, "depth": 3})
     assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg
+    with_tuple = tiny_config(tmp_path / "run", model_kwargs={"decoder_channels": (16, 8)})
+    assert TrainConfig.load(with_tuple.save(tmp_path / "t.json")) == with_tuple
     with pytest.raises(ValueError, match="unknown TrainConfig fields.*'learning_rate'"):
         TrainConfig.from_dict({**cfg.to_dict(), "learning_rate": 1})
 
