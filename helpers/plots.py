@@ -152,8 +152,9 @@ def plot_history(histories, *, title: str | None = None, panel_size: float = 4.2
         ax_dice.plot(hist["epoch"], hist["val_dice"], "-o", ms=3, color=color, label=f"{label}val Dice")
         best = hist.loc[hist["val_dice"].idxmax()]
         ax_dice.plot([best["epoch"]], [best["val_dice"]], "o", ms=9, mfc="none", color=color)
-    ax_loss.set(xlabel="epoch", ylabel="loss (mean per image)", title="Loss")
-    ax_dice.set(xlabel="epoch", ylabel="Dice (macro mean over images)", title="Validation Dice (circle: best)")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_dice.set(xlabel="epoch", ylabel="Dice (mean over images)", title="Validation Dice (circle: best)",
+                ylim=(0, 1.02))
     for ax in (ax_loss, ax_dice):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

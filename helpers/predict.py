@@ -169,14 +169,32 @@ def _checkpoint_img_size(checkpoint: dict[str, Any], path: Path) -> int:
     return size
 
 
+def write_mask(path: str | Path, mask: np.ndarray) -> Path:
+    """Save a mask in the ISIC format: single-channel ('L') PNG with values 0 and 255.
+
+    Args:
+        path: the file to write, normally ``<id>_segmentation.png`` (folders are created).
+        mask: ``(H, W)`` bool or {0, 1} array (any value > 0 counts as lesion).
+
+    Raises:
+        ValueError: ``mask`` is not two-dimensional.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"write_mask expects an (H, W) mask, got shape {mask.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(path)  # 2-D uint8 -> mode "L"
+    return path
+
+
 def _write_outputs(image: np.ndarray, prob: np.ndarray, image_id: str, out_dir: Path, *, threshold: float,
                    clean: bool, overlays: bool) -> Path:
     """Threshold ``prob``, optionally post-process, write the 0/255 mask PNG (and overlay JPEG)."""
     mask = (prob > threshold).astype(np.uint8)
     if clean:
         mask = postprocess(mask)
-    path = out_dir / f"{image_id}{MASK_SUFFIX}"
-    Image.fromarray(mask * 255).save(path)  # 2-D uint8 -> mode "L"
+    path = write_mask(out_dir / f"{image_id}{MASK_SUFFIX}", mask)
     if overlays:
         blended = (plots.overlay(image, mask) * 255).round().astype(np.uint8)
         Image.fromarray(blended).save(out_dir / OVERLAY_DIR / f"{image_id}_overlay.jpg", quality=90)

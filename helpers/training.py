@@ -651,7 +651,9 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
     parts = _build(cfg, splits, device, resuming)
     run = _start_or_resume(cfg, parts, run_dir, fingerprint)
     if progress and run.epoch:
-        print(f"resuming {run_dir} after epoch {run.epoch}/{cfg.epochs}")
+        print(f"{run_dir} already holds all {cfg.epochs} epochs of this recipe: nothing to train"
+              if run.epoch >= cfg.epochs or run.stopped_early else
+              f"resuming {run_dir} after epoch {run.epoch}/{cfg.epochs}")
     for epoch in range(run.epoch + 1, cfg.epochs + 1):
         if run.stopped_early:
             break

@@ -13,7 +13,7 @@ from torch import nn
 
 from helpers import data, metrics, models, synthetic
 from helpers.predict import (MASK_SUFFIX, OVERLAY_DIR, list_images, main as predict_main, postprocess,
-                             predict_batch, predict_folder, predict_probabilities)
+                             predict_batch, predict_folder, predict_probabilities, write_mask)
 from helpers.training import TrainConfig, fit
 
 
@@ -117,6 +117,15 @@ def test_postprocess_keeps_the_largest_region_and_fills_its_holes():
     assert not postprocess(np.zeros((5, 5), bool)).any()
     with pytest.raises(ValueError, match="H, W"):
         postprocess(np.zeros((2, 5, 5)))
+
+
+def test_write_mask_saves_single_channel_0_255(tmp_path):
+    mask = np.array([[0, 1, 1], [0, 0, 1]], np.uint8)
+    path = write_mask(tmp_path / "a" / f"x{MASK_SUFFIX}", mask.astype(bool))
+    with Image.open(path) as im:
+        assert im.mode == "L" and im.size == (3, 2)
+        np.testing.assert_array_equal(np.asarray(im), mask * 255)
+    np.testing.assert_array_equal(metrics.read_mask_png(path), mask.astype(bool))
 
 
 # -------------------------------------------------------------------------------- folders
