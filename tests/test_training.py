@@ -249,6 +249,15 @@ def test_early_stopping_ends_the_run(tmp_path, splits, monkeypatch):
     assert result.stopped_early and result.history["epoch"].tolist() == [1, 2, 3] and result.best_epoch == 1
 
 
+def test_autocast_and_channels_last_paths_run_on_cpu(tmp_path, splits):
+    """The GPU code paths (autocast, NHWC layout) exercised on the CPU with bfloat16."""
+    result = fit(tiny_config(tmp_path / "bf16", epochs=1, amp="bf16", channels_last=True), splits=splits,
+                 progress=False)
+    assert np.isfinite(result.history[["train_loss", "val_loss", "val_dice"]].to_numpy()).all()
+    weights = models.load_checkpoint(result.best_path)["state_dict"]
+    assert all(v.dtype != torch.bfloat16 for v in weights.values())   # weights stay float32 under autocast
+
+
 def test_gradient_clipping_runs_and_stays_finite(tmp_path, splits):
     result = fit(tiny_config(tmp_path / "clip", epochs=1, grad_clip=0.5, loss="bce"), splits=splits,
                  progress=False)
