@@ -441,7 +441,8 @@ def restore_state(checkpoint: Mapping[str, Any], model: nn.Module, optimizer: to
     model.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    scaler.load_state_dict(checkpoint["scaler"])
+    if checkpoint["scaler"]:  # empty when saved without fp16 (e.g. on a CPU); keep the fresh scaler then
+        scaler.load_state_dict(checkpoint["scaler"])
     set_rng_state(checkpoint["rng"])
     return _RunState(epoch=int(checkpoint["epoch"]), best_score=float(checkpoint["best_score"]),
                      best_epoch=int(checkpoint["best_epoch"]), bad_epochs=int(checkpoint["bad_epochs"]),
@@ -611,6 +612,11 @@ def _start_or_resume(cfg: TrainConfig, parts: Mapping[str, Any], run_dir: Path, 
         run = restore_state(checkpoint, parts["model"], parts["optimizer"], parts["scheduler"], parts["scaler"])
         write_history(run_dir / "history.csv", run.history)   # drop rows of an epoch last.pt does not hold
         return run
+    stale = [p for p in (run_dir / "best.pt", last) if p.is_file()]
+    if stale:  # a new run must not leave another run's checkpoints beside its history
+        print(f"starting a new run in {run_dir}: replacing {', '.join(p.name for p in stale)} of the previous run")
+        for path in stale:
+            path.unlink()
     cfg.save(run_dir / "config.json")
     write_history(run_dir / "history.csv", [])
     return _RunState()

@@ -202,6 +202,20 @@ def test_train_or_load_reuses_a_finished_run_and_retrains_another_recipe(splits,
     assert "epochs=1" in capsys.readouterr().out and retrained.history["epoch"].tolist() == [1, 2]
 
 
+def test_a_fresh_run_removes_the_previous_runs_checkpoints(tmp_path, splits, monkeypatch, capsys):
+    cfg = tiny_config(tmp_path / "again", epochs=1)
+    fit(cfg, splits=splits, progress=False)
+    class NaNLoss(torch.nn.Module):
+        def forward(self, logits, target):
+            return logits.mean() * float("nan")
+
+    monkeypatch.setattr(losses, "build_loss", lambda name: NaNLoss())
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
+        fit(cfg, splits=splits, progress=False)
+    assert "replacing best.pt, last.pt" in capsys.readouterr().out
+    assert not (cfg.run_dir() / "best.pt").exists() and not (cfg.run_dir() / "last.pt").exists()
+
+
 def test_resume_refuses_a_different_recipe_naming_the_field(splits, finished_run):
     cfg = TrainConfig.load(finished_run.run_dir / "config.json")
     cfg.resume, cfg.lr = True, 0.01
