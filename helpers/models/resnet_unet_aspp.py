@@ -135,8 +135,10 @@ class ResNetUNetASPP(nn.Module):
             ``build_model("resnet_unet_aspp", pretrained=True)`` to get the offline fallback.
         decoder_channels: output channels of the five decoder blocks (strides 16, 8, 4, 2, 1).
         aspp_channels: channels of every ASPP branch and of its output.
-        aspp_rates: dilation rates of the ASPP's 3x3 branches. DeepLabV3 uses (6, 12, 18) on 1/16 features;
-            here ASPP sits on 1/32 features, so the default halves them to cover the same image area.
+        aspp_rates: dilation rates of the ASPP's 3x3 branches. DeepLabV3's (6, 12, 18) on a 33x33 map (513 px
+            at stride 16) give windows of about 0.4, 0.75 and 1.1 times the map. Here a 256-px image gives an
+            8x8 map at stride 32, where rates 6 and above see mostly zero padding; (1, 2, 4) keeps DeepLabV3's
+            proportions (windows of 3, 5 and 9 cells).
         aspp_dropout: dropout after the ASPP projection.
         in_channels: image channels.
         classes: output channels (1 for a lesion mask).
@@ -153,7 +155,7 @@ class ResNetUNetASPP(nn.Module):
 
     def __init__(self, encoder_name: str = "resnet34", encoder_weights: str | None = None,
                  decoder_channels: Sequence[int] = (256, 128, 64, 32, 16), aspp_channels: int = 256,
-                 aspp_rates: Sequence[int] = (3, 6, 9), aspp_dropout: float = 0.5, in_channels: int = 3,
+                 aspp_rates: Sequence[int] = (1, 2, 4), aspp_dropout: float = 0.5, in_channels: int = 3,
                  classes: int = 1) -> None:
         super().__init__()
         from segmentation_models_pytorch.encoders import get_encoder
