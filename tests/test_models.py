@@ -290,3 +290,33 @@ def test_pretrained_weights_are_loaded_when_available(tmp_path, monkeypatch):
     assert model.pretrained
     loaded = model.net.encoder.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items())
+
+
+def test_cached_weights_load_without_the_network(tmp_path, monkeypatch):
+    """A weights file already in the Hugging Face cache is used even when the Hub cannot be reached."""
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    encoder = TINY["smp_unet"]["encoder_name"]
+    settings = smp.encoders.encoders[encoder]["pretrained_settings"]["imagenet"]
+    repo_dir = tmp_path / f"models--{settings['repo_id'].replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / settings["revision"]
+    snapshot.mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    torch.manual_seed(3)
+    reference = smp.encoders.get_encoder(encoder, weights=None)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, snapshot / "model.safetensors")
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(factory, "_FETCH_FAILED", set())
+
+    def no_network(timeout=3.0):
+        raise AssertionError("the Hub was probed although the weights are cached")
+
+    monkeypatch.setattr(factory, "_hub_reachable", no_network)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PretrainedWeightsWarning)
+        model = tiny("smp_unet", pretrained=True)
+    assert model.pretrained
+    loaded = model.net.encoder.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items())

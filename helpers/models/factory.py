@@ -134,6 +134,22 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _weights_cached(encoder_name: str) -> bool:
+    """True when smp's ImageNet weights of ``encoder_name`` are already in the local Hugging Face cache.
+
+    smp pins each weights file to a commit, so a cached file loads without any network access.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from segmentation_models_pytorch.encoders import encoders
+
+        settings = encoders[encoder_name]["pretrained_settings"]["imagenet"]
+        return all(isinstance(try_to_load_from_cache(settings["repo_id"], f, revision=settings["revision"]), str)
+                   for f in ("config.json", "model.safetensors"))
+    except (ImportError, KeyError, TypeError, ValueError):
+        return False
+
+
 def _build_with_weights(build: Callable[[Any], nn.Module], encoder_name: str, *, strict: bool
                         ) -> tuple[nn.Module, bool]:
     """Call ``build(weights)`` with ImageNet weights, falling back to ``build(None)`` when they cannot be fetched.
@@ -147,7 +163,7 @@ def _build_with_weights(build: Callable[[Any], nn.Module], encoder_name: str, *,
     if encoder_name in _FETCH_FAILED and not strict:
         return build(None), False  # already warned in this process; do not wait for the network again
     weights: Any = True if encoder_name.startswith("tu-") else "imagenet"
-    if not _hub_reachable():
+    if not _weights_cached(encoder_name) and not _hub_reachable():
         from huggingface_hub import constants
 
         reason = f"the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached"
