@@ -75,11 +75,13 @@ def test_setup_download_flag_points_data_at_download(monkeypatch, tmp_path):
         return tmp_path
 
     monkeypatch.setattr(helpers.download, "download_dataset", fake_download)
-    monkeypatch.delenv("SKINSEG_DATA", raising=False)
+    # setup() sets SKINSEG_DATA itself; registering the variable first makes monkeypatch restore its
+    # original state afterwards, so the setting cannot leak into later tests or notebook kernels.
+    monkeypatch.setenv("SKINSEG_DATA", "registered")
+    monkeypatch.delenv("SKINSEG_DATA")
     colab.setup(download="ham10000", verbose=False)
     assert requested == [("ham10000", config.data_dir())]
     assert os.environ["SKINSEG_DATA"] == str(tmp_path)
-    monkeypatch.delenv("SKINSEG_DATA")
 
 
 def test_sync_inserts_and_is_idempotent(tmp_path):
