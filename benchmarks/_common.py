@@ -1,0 +1,164 @@
+"""Shared bits of the benchmark scripts: the environment record, step timing, tables and JSON output.
+
+Not part of :mod:`helpers`: the scripts in ``benchmarks/`` import it as a sibling module (``import _common``),
+which works when they run as ``python benchmarks/<name>.py`` (their folder is first on ``sys.path``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on: torch version, device (and GPU name), threads, CPU count, Python."""
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so a wall-clock reading covers it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class StepTimes:
+    """Wall-clock durations of repeated steps, in seconds, after warm-up.
+
+    Attributes:
+        seconds: one duration per timed step.
+        items_per_step: images processed per step (the batch size).
+    """
+
+    seconds: list[float]
+    items_per_step: int
+
+    @property
+    def median(self) -> float:
+        """Median step time in seconds (robust to a neighbour's process stealing the CPU for a moment)."""
+        return statistics.median(self.seconds)
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput from the median step time: ``items_per_step / median``."""
+        return self.items_per_step / self.median
+
+    @property
+    def mean_images_per_s(self) -> float:
+        """Throughput from the total time: ``items_per_step * steps / sum(seconds)``."""
+        return self.items_per_step * len(self.seconds) / sum(self.seconds)
+
+    def summary(self) -> dict[str, float]:
+        """``{"images_per_s", "mean_images_per_s", "median_step_s", "steps"}`` for the JSON output."""
+        return {"images_per_s": self.images_per_s, "mean_images_per_s": self.mean_images_per_s,
+                "median_step_s": self.median, "steps": len(self.seconds)}
+
+
+def paired_ratio(full: StepTimes, bare: StepTimes) -> tuple[float, list[float]]:
+    """Speed of the full path relative to the bare one, from interleaved steps.
+
+    Step ``i`` of ``full`` and of ``bare`` ran back to back, so their ratio is little affected by a neighbour's
+    load that comes and goes over seconds; the median over the pairs is the estimate.
+
+    Returns:
+        ``(median ratio, per-pair ratios)``, each ratio ``(full images/s) / (bare images/s)`` of one pair.
+
+    Raises:
+        ValueError: the two have different step counts.
+    """
+    if len(full.seconds) != len(bare.seconds) or not full.seconds:
+        raise ValueError(f"need as many full as bare steps (>= 1), got {len(full.seconds)} and {len(bare.seconds)}")
+    pairs = [(full.items_per_step / f) / (bare.items_per_step / b) for f, b in zip(full.seconds, bare.seconds)]
+    return statistics.median(pairs), pairs
+
+
+def time_steps(step: Callable[[], Any], steps: int, warmup: int, items_per_step: int,
+               device: torch.device) -> StepTimes:
+    """Run ``step()`` ``warmup + steps`` times and time the last ``steps`` calls one by one.
+
+    Raises:
+        ValueError: ``steps < 1`` or ``warmup < 0``.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return StepTimes(seconds, items_per_step)
+
+
+def take(loader: Iterable[Any], n: int) -> Iterator[Any]:
+    """The first ``n`` batches of ``loader`` from a fresh iterator (as each epoch of training starts one).
+
+    Raises:
+        ValueError: the loader has fewer than ``n`` batches.
+    """
+    count = 0
+    for batch in loader:
+        if count == n:
+            return
+        count += 1
+        yield batch
+    if count < n:
+        raise ValueError(f"the loader gave {count} batches, {n} needed: use more images or fewer steps")
+
+
+def format_value(value: Any) -> str:
+    """A table cell: floats with 4 decimals, None as ``-``, booleans as yes/no, anything else as str."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A fixed-width text table: ``columns`` is ``[(key, header), ...]``; missing keys print as ``-``."""
+    cells = [[format_value(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max([len(header)] + [len(r[i]) for r in cells]) for i, (_, header) in enumerate(columns)]
+    lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def write_json(result: Mapping[str, Any], path: str | os.PathLike[str] | None) -> str:
+    """``result`` as indented JSON; also written to ``path`` (parents created) unless it is None or ``-``."""
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    if path is not None and str(path) != "-":
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return text
+
+
+def eprint(*args: Any) -> None:
+    """Print progress to stderr, so stdout stays the result (the table, or the JSON object)."""
+    print(*args, file=sys.stderr, flush=True)

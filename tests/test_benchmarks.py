@@ -1,0 +1,212 @@
+"""Smoke and unit tests of the benchmark scripts in ``benchmarks/`` (tiny synthetic data, never timed).
+
+Each script's ``main([...])`` runs in-process on a few 64 px synthetic images with tiny models; the tests
+check the documented JSON keys and that the values are sane (finite, in range, consistent with each other),
+not how fast anything is. The selection, ratio and scoring helpers get hand-made inputs with known answers.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import data, metrics
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+#: Tiny models: a 4-channel SE-U-Net for the recipe, a MobileNetV2 U-Net for the reference.
+TINY_KWARGS = json.dumps({"se_unet": {"base": 4, "depth": 3},
+                          "reference": {"encoder_name": "mobilenet_v2", "decoder_channels": [8, 8, 8, 8, 8]}})
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Import the benchmark modules with their folder on sys.path and SKINSEG_HOME in a temporary folder."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SKINSEG_SMOKE", "1")
+
+    class Modules:
+        common = importlib.import_module("_common")
+        real_data = importlib.import_module("real_data")
+        throughput = importlib.import_module("throughput")
+
+    return Modules
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ------------------------------------------------------------------------------------------------ real_data.py
+def test_real_data_main_on_synthetic_set(bench, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    status = bench.real_data.main([
+        "--synthetic-n", "12", "--synthetic-size", "64", "--img-size", "64", "--batch-size", "4",
+        "--budget-minutes", "0.01", "--probe-steps", "1", "--models", "se_unet,reference",
+        "--model-kwargs", TINY_KWARGS, "--select-on-val", "--out", str(tmp_path / "work"), "--json", str(out)])
+    assert status == 0
+    result = json.loads(out.read_text())
+    assert set(bench.real_data.RESULT_KEYS) <= set(result)
+    assert result["synthetic"] is True and result["data"].startswith("SYNTHETIC")
+    assert result["n_train"] + result["n_val"] + result["n_test"] == 12 and result["n_test"] >= 1
+    assert "ISIC_<7 digits>" in result["official_scorer"]
+    rows = result["rows"]
+    assert [(r["trained_as"], r["settings"].startswith("val-selected")) for r in rows] == [
+        ("recipe", False), ("recipe", True), ("reference", False)]
+    for row in rows:
+        assert set(bench.real_data.ROW_KEYS) <= set(row)
+        assert row["img_size"] == 64 and row["epochs"] >= 1 and row["train_seconds"] > 0
+        assert row["budget_seconds"] == pytest.approx(0.6)
+        assert row["over_budget"] == (row["train_seconds"] > 0.6)
+        assert row["n_scored"] == result["n_test"]
+        for key in ("dice", "jaccard", "threshold_jaccard"):
+            assert 0.0 <= row[key] <= 1.0
+        assert row["jaccard"] <= row["dice"] + 1e-9  # J = D / (2 - D) <= D
+        assert row["official_threshold_jaccard"] is None  # SYN_ ids: helpers' scores only
+    plain, selected, reference = rows
+    assert (plain["tta"], plain["postprocess"], plain["threshold"]) == (False, False, 0.5)
+    assert reference["model"] == "reference (smp_unet)" and reference["best_epoch"] is None
+    assert selected["threshold"] in bench.real_data.VAL_THRESHOLDS
+    grid = result["selections"]["se_unet"]["grid"]
+    assert len(grid) == 2 * 2 * len(bench.real_data.VAL_THRESHOLDS)
+    assert selected["val_threshold_jaccard"] == max(g["val_threshold_jaccard"] for g in grid)
+    if result["ratio"] is None:
+        assert result["ratio_note"]
+    else:
+        assert result["ratio"] == pytest.approx(plain["threshold_jaccard"] / reference["threshold_jaccard"])
+    assert (tmp_path / "work" / "se_unet" / "best.pt").is_file()
+    assert (tmp_path / "work" / "reference" / "final.pt").is_file()
+
+
+def test_real_data_rejects_bad_settings(bench, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.real_data.main(["--img-size", "16", "--budget-minutes", "1"]) == 2
+    assert "--img-size >= 32" in capsys.readouterr().err
+    assert bench.real_data.main(["--models", "no_such_net", "--img-size", "64"]) == 2
+    assert "unknown model(s) ['no_such_net']" in capsys.readouterr().err
+
+
+def test_probe_fits_whole_epochs_in_the_budget(bench) -> None:
+    probe = bench.real_data.Probe(first_batch_s=2.0, step_s=1.0, val_s=3.0, save_s=1.0, steps_per_epoch=5)
+    assert probe.epoch_s == pytest.approx(2 + 4 * 1 + 3 + 1)
+    assert probe.epochs_for(100.0) == 10
+    assert probe.epochs_for(109.9) == 10
+    assert probe.epochs_for(1.0) == 1  # never zero epochs
+
+
+def test_val_selection_prefers_the_best_then_the_simplest(bench) -> None:
+    truth = np.zeros((40, 40), np.uint8)
+    truth[10:30, 10:30] = 1
+    prob = np.where(truth == 1, 0.42, 0.05).astype(np.float32)
+    prob[0:3, 36:40] = 0.9  # a small false island: only post-processing removes it
+    rows = bench.real_data.grid_scores({False: [prob], True: [prob.copy()]}, [truth])
+    best = bench.real_data.best_settings(rows)
+    # thresholds 0.30, 0.35, 0.40 all give a perfect mask once the island is gone: the one nearest 0.5 wins,
+    # and TTA (same probabilities here) brings nothing, so it stays off
+    assert (best["tta"], best["postprocess"], best["threshold"]) == (False, True, 0.4)
+    assert best["val_threshold_jaccard"] == pytest.approx(1.0)
+    no_pp = [r for r in rows if not r["postprocess"] and r["threshold"] == 0.4 and not r["tta"]][0]
+    assert no_pp["val_dice"] < 1.0
+
+
+def test_ratios_use_the_reference_row(bench) -> None:
+    rows = [{"model": "a", "trained_as": "recipe", "settings": "plain@0.5", "threshold_jaccard": 0.6},
+            {"model": "a", "trained_as": "recipe", "settings": "val-selected pp@0.4", "threshold_jaccard": 0.66},
+            {"model": "reference (smp_unet)", "trained_as": "reference", "settings": "plain@0.5",
+             "threshold_jaccard": 0.5}]
+    ratios, _ = bench.real_data._ratios(rows)
+    assert ratios == {"a": {"plain@0.5": pytest.approx(1.2), "val-selected pp@0.4": pytest.approx(1.32)}}
+    rows[2]["threshold_jaccard"] = 0.0
+    ratios, note = bench.real_data._ratios(rows)
+    assert ratios == {} and "undefined" in note
+    assert bench.real_data._ratios(rows[:2]) == ({}, "needs 'reference' and a recipe model in --models")
+
+
+def test_materialized_split_has_binary_isic_masks(bench, tmp_path: Path, write_pair) -> None:
+    pairs = []
+    for i, ident in enumerate(["ISIC_0000001", "ISIC_0000002"]):
+        image, mask = tmp_path / "src" / f"{ident}.png", tmp_path / "src" / f"{ident}_mask.png"
+        _, truth = write_pair(image, None, seed=i)
+        Image.fromarray(truth).save(mask)  # a 0/1 mask, as some layouts store them
+        pairs.append(data.Pair(ident, image, mask))
+    folder = bench.real_data.materialize_split(pairs, tmp_path / "heldout")
+    assert sorted(p.name for p in (folder / "masks").iterdir()) == [
+        "ISIC_0000001_segmentation.png", "ISIC_0000002_segmentation.png"]
+    for pair in pairs:
+        written = np.asarray(Image.open(folder / "masks" / f"{pair.id}_segmentation.png"))
+        assert set(np.unique(written)) <= {0, 255}
+        np.testing.assert_array_equal(written // 255, data.read_mask(pair.mask))
+        assert data.read_image(folder / "images" / f"{pair.id}.png").shape == data.read_image(pair.image).shape
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+def test_official_scorer_agrees_with_helpers(bench, tmp_path: Path, write_pair) -> None:
+    pytest.importorskip("isic_challenge_scoring")
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    for i in range(3):
+        _, truth = write_pair(tmp_path / "img.png", truth_dir / f"ISIC_000000{i}_segmentation.png", seed=i)
+        pred = np.roll(truth, 3 * i, axis=1)  # 0, 3 and 6 px off: thresholded Jaccard differs per image
+        Image.fromarray(pred * 255).save(pred_dir / f"ISIC_000000{i}_segmentation.png")
+    official, note = bench.real_data.official_threshold_jaccard(truth_dir, pred_dir)
+    _, summary = metrics.evaluate_folders(truth_dir, pred_dir)
+    assert "isic-challenge-scoring" in note
+    assert official == pytest.approx(summary["threshold_jaccard"])
+    assert 0.0 < official < 1.0
+
+
+# ----------------------------------------------------------------------------------------------- throughput.py
+def test_throughput_main_prints_one_json_object(bench, capsys: pytest.CaptureFixture[str]) -> None:
+    status = bench.throughput.main(["--model", "se_unet", "--model-kwargs", '{"base": 4, "depth": 2}',
+                                    "--img-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1",
+                                    "--json"])
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON object
+    assert set(bench.throughput.RESULT_KEYS) <= set(result)
+    assert (result["model"], result["img_size"], result["batch_size"]) == ("se_unet", 32, 2)
+    assert result["workers"] == 0  # smoke mode: helpers.data's default
+    assert result["threads"] == torch.get_num_threads() and result["device"] == "cpu"
+    for key in ("train_images_per_s", "train_bare_images_per_s", "infer_images_per_s", "infer_bare_images_per_s",
+                "infer_files_images_per_s", "infer_files_bare_images_per_s", "train_first_batch_s"):
+        assert _finite(result[key]) and result[key] > 0, key
+    details = result["details"]
+    for kind in ("train", "infer"):  # the ratio is the median of the back-to-back pairs' ratios
+        assert len(details[f"{kind}_pair_ratios"]) == 2 and all(r > 0 for r in details[f"{kind}_pair_ratios"])
+        assert result[f"{kind}_ratio"] == pytest.approx(float(np.median(details[f"{kind}_pair_ratios"])))
+    assert result["infer_files_ratio"] == pytest.approx(result["infer_files_images_per_s"]
+                                                        / result["infer_files_bare_images_per_s"])
+    assert result["infer_files_n"] == 2 * (1 + 2)  # every synthetic image was predicted from its file
+    assert details["train_full"]["steps"] == 2 and details["train_bare"]["steps"] == 2
+    assert result["meets_target"] == (min(result["train_ratio"], result["infer_ratio"]) >= 0.9)
+
+
+def test_throughput_rejects_bad_settings(bench, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.throughput.main(["--img-size", "16", "--json"]) == 2
+    assert "--img-size 16 is below 32" in capsys.readouterr().err
+    assert bench.throughput.main(["--warmup", "0"]) == 2
+
+
+def test_take_and_step_times(bench) -> None:
+    assert list(bench.common.take(range(5), 3)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="gave 2 batches, 3 needed"):
+        list(bench.common.take(range(2), 3))
+    times = bench.common.StepTimes([1.0, 2.0, 4.0], items_per_step=8)
+    assert times.median == 2.0 and times.images_per_s == 4.0
+    assert times.mean_images_per_s == pytest.approx(24 / 7)
+    calls = []
+    timed = bench.common.time_steps(lambda: calls.append(1), steps=3, warmup=2, items_per_step=1,
+                                    device=torch.device("cpu"))
+    assert len(calls) == 5 and len(timed.seconds) == 3
+    ratio, pairs = bench.common.paired_ratio(bench.common.StepTimes([2.0, 1.0, 4.0], 8),
+                                             bench.common.StepTimes([1.0, 1.0, 1.0], 8))
+    assert pairs == [0.5, 1.0, 0.25] and ratio == 0.5
+    with pytest.raises(ValueError, match="as many full as bare"):
+        bench.common.paired_ratio(bench.common.StepTimes([1.0], 8), bench.common.StepTimes([1.0, 1.0], 8))
+    assert "yes" in bench.common.format_table([{"a": True, "b": None}], [("a", "A"), ("b", "B")])
