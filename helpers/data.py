@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from . import config
@@ -736,7 +736,8 @@ def _resolve_cache(pairs: Sequence[Pair], img_size: int, cache: bool | str | os.
 def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size: int, *, augment: bool = True,
                  num_workers: int | None = None, cache: bool | str | os.PathLike[str] = True, seed: int = 0,
                  pin_memory: bool | None = None, persistent_workers: bool | None = None,
-                 drop_last_train: bool = False) -> dict[str, DataLoader]:
+                 drop_last_train: bool = False,
+                 samplers: Mapping[str, Sampler[int]] | None = None) -> dict[str, DataLoader]:
     """One DataLoader per split, batches of ``{"image": (B, 3, S, S), "mask": (B, 1, S, S), "id": list[str]}``.
 
     ``"train"`` gets :func:`~helpers.transforms.train_transforms` (if ``augment``) and is shuffled with a
@@ -754,6 +755,8 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
         pin_memory: default True when CUDA is available.
         persistent_workers: default True when ``num_workers > 0``.
         drop_last_train: drop the last, smaller training batch.
+        samplers: optional split -> index sampler (e.g. a ``DistributedSampler`` for multi-process training,
+            see :mod:`helpers.distributed`); that split is then read in the sampler's order, not shuffled here.
 
     Raises:
         DatasetError: the train split is empty, or smaller than ``batch_size`` with ``drop_last_train``.
@@ -776,7 +779,9 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
         dataset = SegmentationDataset(pairs, transform, cache=_resolve_cache(pairs, img_size, cache))
         generator = torch.Generator()
         generator.manual_seed(seed)
-        loaders[name] = DataLoader(dataset, batch_size=batch_size, shuffle=train, num_workers=workers,
+        sampler = (samplers or {}).get(name)
+        loaders[name] = DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
+                                   sampler=sampler, num_workers=workers,
                                    pin_memory=pin, persistent_workers=persistent, drop_last=train and drop_last_train,
                                    generator=generator, worker_init_fn=_seed_worker if workers > 0 else None)
     return loaders

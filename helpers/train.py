@@ -7,6 +7,14 @@ A thin wrapper: it parses the arguments into a :class:`helpers.training.TrainCon
         --batch-size 16 --lr 1e-3 --pretrained --out runs/resnet_unet_aspp
 
 Interrupted? Run the same command with ``--resume``: it continues after the last finished epoch.
+
+Several GPUs on one machine: start the same command through torchrun, one process per GPU::
+
+    torchrun --standalone --nproc_per_node 4 -m helpers.train --data data/isic2018 --batch-size 16 ...
+
+Each process trains with DistributedDataParallel on a quarter of the images; ``--batch-size`` is per
+process, so every step then sees 4 x 16 = 64 images. Rank 0 alone prints and writes the run folder. On a
+CPU the same works with the gloo backend (``--device cpu``). Without torchrun nothing changes.
 """
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, models
+from . import data, distributed, models
 from .training import NonFiniteLossError, ResumeError, TrainConfig, fit
 
 _DEFAULTS = TrainConfig()
@@ -44,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='extra model arguments as a JSON object, e.g. \'{"encoder_name": "resnet18"}\'')
     p.add_argument("--img-size", type=int, default=_DEFAULTS.img_size, help="square training size, pixels")
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                   help="images per step and process (under torchrun a step sees processes x batch size)")
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="peak learning rate (AdamW)")
     p.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
     p.add_argument("--warmup", type=float, default=_DEFAULTS.warmup,
@@ -87,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fit(cfg, progress=not args.quiet)
     except (NonFiniteLossError, ResumeError, data.DatasetError, models.CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        where = f" (rank {distributed.get_rank()})" if distributed.wants_distributed() else ""
+        print(f"error{where}: {err}", file=sys.stderr)
         return 1
+    if not distributed.is_main_process():  # under torchrun, rank 0 reports for all processes
+        return 0
     last = result.history.iloc[-1] if len(result.history) else None
-    print(f"run folder: {result.run_dir}")
+    world = distributed.get_world_size()
+    print(f"run folder: {result.run_dir}" + (f" (trained by {world} processes)" if world > 1 else ""))
     if last is not None:
         print(f"epochs: {int(last['epoch'])} | last val Dice {last['val_dice']:.4f} | "
               f"best val Dice {result.best_score:.4f} at epoch {result.best_epoch}"

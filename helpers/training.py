@@ -14,6 +14,14 @@ Both checkpoints are written atomically by :func:`helpers.models.save_checkpoint
 (Ctrl-C, a closed Colab tab, a killed job) loses at most the epoch in progress: run it again with
 ``resume=True`` (``python -m helpers.train ... --resume``) and it continues where ``last.pt`` stopped, with
 the same schedule, the same data order and the same final weights as an uninterrupted run on the CPU.
+
+Several GPUs: ``torchrun --nproc_per_node N -m helpers.train ...`` runs :func:`fit` in N processes with
+DistributedDataParallel (see :mod:`helpers.distributed`). Each process trains on its own share of the
+training images (``batch_size`` is per process: one optimisation step sees ``N * batch_size`` images) and
+validates its own share of the validation images; the per-image scores are summed over all processes, so
+``history.csv`` holds the scores of the whole validation set, each image counted once. Only rank 0 writes
+the run folder; ``last.pt`` keeps every rank's random state, so ``--resume`` works under torchrun too (with
+the same number of processes).
 """
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import config, data, losses, metrics, models, runtime
+from . import config, data, distributed, losses, metrics, models, runtime
 
 #: Columns of ``history.csv`` and of :attr:`FitResult.history`, in order.
 HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "lr", "train_loss", "val_loss", "val_dice", "val_jaccard",
@@ -70,7 +78,8 @@ class TrainConfig:
         pretrained: start the encoder from ImageNet weights (downloads once); False trains from scratch.
         img_size: side of the square training images, in pixels.
         epochs: number of passes over the training split.
-        batch_size: images per optimisation step.
+        batch_size: images per optimisation step and process: under ``torchrun --nproc_per_node N`` each
+            step sees ``N * batch_size`` images (scale ``lr`` yourself if you want to keep lr per image).
         lr: peak learning rate of AdamW (reached at the end of the warm-up).
         weight_decay: AdamW's decoupled weight decay.
         warmup: linear warm-up length: a value in [0, 1) is a fraction of all steps, a value >= 1 counts
@@ -320,11 +329,14 @@ def train_one_epoch(model: nn.Module, loader: Any, loss_fn: nn.Module, optimizer
         callbacks: called as ``cb("batch_end", {"epoch", "batch", "loss", "lr"})`` after each step.
 
     Returns:
-        ``{"train_loss": mean loss per image, "lr": learning rate of the last step, "steps": batches}``.
+        ``{"train_loss": mean loss per image, "lr": learning rate of the last step, "steps": batches,
+        "images": images seen}`` (of this process when ``model`` is wrapped in DistributedDataParallel).
 
     Raises:
         NonFiniteLossError: a batch's loss is NaN or infinite (the weights of that step are not updated).
+            Under DistributedDataParallel every process raises it when any process's loss is not finite.
     """
+    synchronise = distributed.unwrap(model) is not model and distributed.is_distributed()
     model.train()
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     total, seen, lr, steps = 0.0, 0, float("nan"), 0
@@ -334,8 +346,9 @@ def train_one_epoch(model: nn.Module, loader: Any, loss_fn: nn.Module, optimizer
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
         value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"training loss is {value} at epoch {epoch}, batch {i + 1}")
+        if not _finite_everywhere(value, synchronise):
+            where = value if not math.isfinite(value) else "not finite in another process"
+            raise NonFiniteLossError(f"training loss is {where} at epoch {epoch}, batch {i + 1}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip is not None:
@@ -357,44 +370,62 @@ def train_one_epoch(model: nn.Module, loader: Any, loss_fn: nn.Module, optimizer
     if seen == 0:
         raise ValueError("the training loader yielded no batches: the training split is empty "
                          "(or smaller than one batch with drop_last)")
-    return {"train_loss": total / seen, "lr": lr, "steps": steps}
+    return {"train_loss": total / seen, "lr": lr, "steps": steps, "images": seen}
+
+
+def _finite_everywhere(value: float, synchronise: bool) -> bool:
+    """``value`` is finite here and, when ``synchronise``, in every other process too (so all stop together)."""
+    finite = math.isfinite(value)
+    if synchronise:
+        return distributed.all_reduce_sums({"non_finite": not finite})["non_finite"] == 0
+    return finite
 
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: Any, loss_fn: nn.Module, *, device: torch.device,
              amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-             threshold: float = 0.5) -> dict[str, float]:
+             threshold: float = 0.5, all_ranks: bool = False) -> dict[str, float]:
     """Validation loss and ISIC scores, macro-averaged over the images of ``loader``.
+
+    Sums of per-image values and the image count are accumulated, then divided: with ``all_ranks`` the sums
+    of every process are added first (:func:`helpers.distributed.all_reduce_sums`), so each process returns
+    the scores of the whole validation set when each validated its own shard
+    (:class:`helpers.distributed.ShardSampler`: every image in exactly one shard).
+
+    Args:
+        model: the plain model (not the DistributedDataParallel wrapper: shards may differ in length).
+        all_ranks: combine the shards of all processes; every process must call ``validate`` then.
 
     Returns:
         ``{"val_loss", "val_dice", "val_jaccard", "val_threshold_jaccard"}``: the loss is the mean per
         image; the scores are means over images of :func:`helpers.metrics.batch_scores` at ``threshold``.
 
     Raises:
-        ValueError: the loader is empty.
+        ValueError: the loader is empty (all loaders, with ``all_ranks``).
         NonFiniteLossError: the validation loss is NaN or infinite.
     """
     model.eval()
-    loss_sum, seen = 0.0, 0
-    scores: dict[str, list[torch.Tensor]] = {"dice": [], "jaccard": [], "threshold_jaccard": []}
+    sums = dict.fromkeys(("loss", "dice", "jaccard", "threshold_jaccard", "images"), 0.0)
     for batch in loader:
         images, masks = _to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(images)
         logits = logits.float()
-        loss_sum += float(loss_fn(logits, masks)) * images.shape[0]
-        seen += images.shape[0]
+        sums["loss"] += float(loss_fn(logits, masks)) * images.shape[0]
+        sums["images"] += images.shape[0]
         batch_result = metrics.batch_scores(logits, masks, threshold=threshold)
-        for key in scores:
-            scores[key].append(batch_result[key].cpu())
+        for key in ("dice", "jaccard", "threshold_jaccard"):
+            sums[key] += float(batch_result[key].double().sum())
+    if all_ranks:
+        sums = distributed.all_reduce_sums(sums)
+    seen = sums["images"]
     if seen == 0:
         raise ValueError("the validation loader yielded no batches: the validation split is empty")
-    val_loss = loss_sum / seen
+    val_loss = sums["loss"] / seen
     if not math.isfinite(val_loss):
         raise NonFiniteLossError(f"validation loss is {val_loss}")
-    means = {key: float(torch.cat(values).mean()) for key, values in scores.items()}
-    return {"val_loss": val_loss, "val_dice": means["dice"], "val_jaccard": means["jaccard"],
-            "val_threshold_jaccard": means["threshold_jaccard"]}
+    return {"val_loss": val_loss, "val_dice": sums["dice"] / seen, "val_jaccard": sums["jaccard"] / seen,
+            "val_threshold_jaccard": sums["threshold_jaccard"] / seen}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -427,35 +458,55 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
-               run: _RunState, cfg: TrainConfig, fingerprint: str) -> Path:
-    """Write the resumable ``last.pt`` (atomically, via :func:`helpers.models.save_checkpoint`)."""
+               run: _RunState, cfg: TrainConfig, fingerprint: str, *,
+               rank_rng: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write the resumable ``last.pt`` (atomically, via :func:`helpers.models.save_checkpoint`).
+
+    Args:
+        model: the plain model (unwrap DistributedDataParallel first, see :func:`helpers.distributed.unwrap`).
+        rank_rng: in a multi-process run, :func:`rng_state` of every rank in rank order (stored as
+            ``rank_rng``, with ``world_size``); None = this process's state only (a single-process run).
+    """
+    rank_rng = list(rank_rng) if rank_rng else [rng_state()]
+    extra: dict[str, Any] = {"rank_rng": rank_rng} if len(rank_rng) > 1 else {}
     return models.save_checkpoint(
         path, model, kind="last", epoch=run.epoch, config=cfg.to_dict(), optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(),
+        scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rank_rng[0],
         best_score=run.best_score, best_epoch=run.best_epoch, bad_epochs=run.bad_epochs,
-        stopped_early=run.stopped_early, history=run.history, data_fingerprint=fingerprint)
+        stopped_early=run.stopped_early, history=run.history, data_fingerprint=fingerprint,
+        world_size=len(rank_rng), **extra)
 
 
 def restore_state(checkpoint: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler) -> _RunState:
-    """Load a ``last.pt`` dict into the given objects and the global RNGs; return the run bookkeeping."""
+                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, *,
+                  rank: int = 0) -> _RunState:
+    """Load a ``last.pt`` dict into the given objects and the global RNGs; return the run bookkeeping.
+
+    ``rank`` picks this process's random state in a checkpoint of a multi-process run (``rank_rng``).
+    """
     model.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     if checkpoint["scaler"]:  # empty when saved without fp16 (e.g. on a CPU); keep the fresh scaler then
         scaler.load_state_dict(checkpoint["scaler"])
-    set_rng_state(checkpoint["rng"])
+    per_rank = checkpoint.get("rank_rng") or [checkpoint["rng"]]
+    set_rng_state(per_rank[rank] if rank < len(per_rank) else checkpoint["rng"])
     return _RunState(epoch=int(checkpoint["epoch"]), best_score=float(checkpoint["best_score"]),
                      best_epoch=int(checkpoint["best_epoch"]), bad_epochs=int(checkpoint["bad_epochs"]),
                      stopped_early=bool(checkpoint["stopped_early"]),
                      history=[dict(row) for row in checkpoint["history"]])
 
 
-def check_resumable(checkpoint: Mapping[str, Any], cfg: TrainConfig, fingerprint: str, path: Path) -> None:
-    """Refuse to resume from ``checkpoint`` when it was trained with a different recipe or data.
+def check_resumable(checkpoint: Mapping[str, Any], cfg: TrainConfig, fingerprint: str, path: Path, *,
+                    world_size: int = 1) -> None:
+    """Refuse to resume from ``checkpoint`` when it was trained with a different recipe, data or process count.
+
+    Args:
+        world_size: processes of the run that wants to resume (torchrun's ``WORLD_SIZE``; 1 without torchrun).
 
     Raises:
-        ResumeError: a :data:`RESUME_FIELDS` value or the data split differs (the message names it).
+        ResumeError: a :data:`RESUME_FIELDS` value, the data split or the number of processes differs (the
+            message names it).
     """
     if checkpoint.get("kind") != "last" or "optimizer" not in checkpoint:
         raise ResumeError(f"{path} is not a resumable last.pt (no optimizer state): resume from a run folder "
@@ -470,6 +521,13 @@ def check_resumable(checkpoint: Mapping[str, Any], cfg: TrainConfig, fingerprint
     if checkpoint.get("data_fingerprint") != fingerprint:
         raise ResumeError(f"cannot resume {path}: its train/val split differs from the one given now "
                           "(different images or split seed). Use the same data, or a new output folder")
+    saved_world = int(checkpoint.get("world_size", 1))
+    if saved_world != world_size:
+        raise ResumeError(f"cannot resume {path}: it was trained by {saved_world} process(es) but this run has "
+                          f"{world_size}, which changes the batches per step and the schedule. Resume with "
+                          f"torchrun --nproc_per_node {saved_world}" + (" (or without torchrun)" if saved_world == 1
+                                                                          else "")
+                          + ", or choose another output folder (--out) to start a new run")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -517,9 +575,14 @@ def split_fingerprint(splits: Mapping[str, Sequence[data.Pair]]) -> str:
 # --------------------------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------------------------
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A 32-bit seed that depends only on the run's seed and the epoch number."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A 32-bit seed that depends only on the run's seed, the epoch number and the process rank.
+
+    Rank 0 (and a single-process run) gets the same seed as before multi-process training existed; the
+    other ranks get their own, so their augmentations differ from rank 0's.
+    """
+    entropy = [seed, epoch] if rank == 0 else [seed, epoch, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def reseed_loader(loader: Any, seed: int) -> None:
@@ -556,28 +619,53 @@ def _divergence_message(err: NonFiniteLossError, cfg: TrainConfig, run: _RunStat
             "(python -m helpers.data check DIR: images readable, masks binary and the same size).")
 
 
-def _build(cfg: TrainConfig, splits: Mapping[str, Sequence[data.Pair]], device: torch.device,
-           resuming: bool) -> dict[str, Any]:
-    """Loaders, model, loss, optimiser, scheduler and scaler for ``cfg`` (weights freshly initialised)."""
+def _samplers(cfg: TrainConfig, splits: Mapping[str, Sequence[data.Pair]]) -> dict[str, Any] | None:
+    """Multi-process runs: a seeded, shuffling DistributedSampler for train, a :class:`ShardSampler` for val.
+
+    None in a single process (the loaders then shuffle train themselves, as always).
+    """
+    if not distributed.is_distributed():
+        return None
+    from torch.utils.data.distributed import DistributedSampler
+
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    # DistributedSampler pads the train shards to equal length (every process must take the same number of
+    # steps); validation must not count an image twice, so it gets un-padded shards.
+    return {"train": DistributedSampler(range(len(splits["train"])), num_replicas=world, rank=rank, shuffle=True,
+                                        seed=cfg.seed),
+            "val": distributed.ShardSampler(len(splits["val"]), rank, world)}
+
+
+def _build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[data.Pair]]) -> dict[str, Any]:
+    """The train and val DataLoaders of ``cfg`` (building the preprocessing cache if needed)."""
     for name in ("train", "val"):
         if not splits.get(name):
             raise ValueError(f"the {name!r} split is empty: training needs train and val images "
                              "(see python -m helpers.data check DIR)")
     # Workers are restarted every epoch (not persistent) so their augmentation seeds depend on the epoch
     # only (see reseed_loader): a resumed run then sees exactly the batches an uninterrupted one would.
-    loaders = data.make_loaders({"train": splits["train"], "val": splits["val"]}, cfg.img_size,
-                                cfg.batch_size, augment=cfg.augment, num_workers=cfg.num_workers, seed=cfg.seed,
-                                persistent_workers=False)
+    return data.make_loaders({"train": splits["train"], "val": splits["val"]}, cfg.img_size,
+                             cfg.batch_size, augment=cfg.augment, num_workers=cfg.num_workers, seed=cfg.seed,
+                             persistent_workers=False, samplers=_samplers(cfg, splits))
+
+
+def _build(cfg: TrainConfig, loaders: Mapping[str, Any], device: torch.device, resuming: bool) -> dict[str, Any]:
+    """Model, loss, optimiser, scheduler and scaler for ``cfg`` (weights freshly initialised) beside ``loaders``.
+
+    ``parts["model"]`` is the plain model (validated and saved); ``parts["net"]`` is what trains: the same
+    model, wrapped in DistributedDataParallel in a multi-process run (a collective: every process builds).
+    """
     # On resume the weights come from last.pt: no need to download pretrained ones again.
     model = models.build_model(cfg.model, pretrained=cfg.pretrained and not resuming, **cfg.model_kwargs)
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    net = distributed.wrap_model(model, device)   # copies rank 0's initial weights to every process
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = build_scheduler(optimizer, epochs=cfg.epochs, steps_per_epoch=len(loaders["train"]),
                                 warmup=cfg.warmup, min_lr_ratio=cfg.min_lr_ratio)
     amp_dtype = resolve_amp(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    return {"loaders": loaders, "model": model, "loss_fn": losses.build_loss(cfg.loss).to(device),
+    return {"loaders": loaders, "model": model, "net": net, "loss_fn": losses.build_loss(cfg.loss).to(device),
             "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "amp_dtype": amp_dtype,
             "channels_last": channels_last}
 
@@ -587,32 +675,52 @@ def _run_epoch(cfg: TrainConfig, parts: Mapping[str, Any], epoch: int, device: t
     """Train and validate one epoch; return its history row."""
     start = time.perf_counter()
     train_loader, val_loader = parts["loaders"]["train"], parts["loaders"]["val"]
-    reseed_loader(train_loader, _epoch_seed(cfg.seed, epoch))
+    reseed_loader(train_loader, _epoch_seed(cfg.seed, epoch, distributed.get_rank()))
+    if hasattr(train_loader.sampler, "set_epoch"):   # DistributedSampler: shuffle by (seed, epoch)
+        train_loader.sampler.set_epoch(epoch)
     bar = _progress_bar(len(train_loader), f"epoch {epoch}/{cfg.epochs}", progress)
     try:
-        train = train_one_epoch(parts["model"], train_loader, parts["loss_fn"], parts["optimizer"],
+        train = train_one_epoch(parts["net"], train_loader, parts["loss_fn"], parts["optimizer"],
                                 parts["scheduler"], device=device, amp_dtype=parts["amp_dtype"],
                                 scaler=parts["scaler"], grad_clip=cfg.grad_clip,
                                 channels_last=parts["channels_last"], epoch=epoch, bar=bar, callbacks=callbacks)
+        train_loss = _mean_over_ranks(train["train_loss"], train["images"])
+        distributed.broadcast_buffers(parts["model"])   # validate (and save) rank 0's BatchNorm statistics
         val = validate(parts["model"], val_loader, parts["loss_fn"], device=device, amp_dtype=parts["amp_dtype"],
-                       channels_last=parts["channels_last"])
-        bar.set_postfix(loss=f"{train['train_loss']:.4f}", val_loss=f"{val['val_loss']:.4f}",
+                       channels_last=parts["channels_last"], all_ranks=distributed.is_distributed())
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val['val_loss']:.4f}",
                         val_dice=f"{val['val_dice']:.4f}")
     finally:
         bar.close()
-    return {"epoch": epoch, "lr": train["lr"], "train_loss": train["train_loss"], **val,
+    return {"epoch": epoch, "lr": train["lr"], "train_loss": train_loss, **val,
             "seconds": time.perf_counter() - start}
 
 
-def _start_or_resume(cfg: TrainConfig, parts: Mapping[str, Any], run_dir: Path, fingerprint: str) -> _RunState:
-    """A fresh run state (config.json written, history.csv emptied), or the state restored from last.pt."""
+def _mean_over_ranks(mean: float, count: int) -> float:
+    """The mean over all processes of per-process means ``mean`` of ``count`` items (``mean`` in one process)."""
+    if not distributed.is_distributed():
+        return mean
+    totals = distributed.all_reduce_sums({"sum": mean * count, "count": count})
+    return totals["sum"] / totals["count"]
+
+
+def _start_or_resume(cfg: TrainConfig, parts: Mapping[str, Any], run_dir: Path, fingerprint: str,
+                     resuming: bool) -> _RunState:
+    """A fresh run state (config.json written, history.csv emptied), or the state restored from last.pt.
+
+    Every process restores last.pt when ``resuming``; only the main process writes files.
+    """
     last = run_dir / "last.pt"
-    if cfg.resume and last.is_file():
+    if resuming:
         checkpoint = models.load_checkpoint(last)
-        check_resumable(checkpoint, cfg, fingerprint, last)
-        run = restore_state(checkpoint, parts["model"], parts["optimizer"], parts["scheduler"], parts["scaler"])
-        write_history(run_dir / "history.csv", run.history)   # drop rows of an epoch last.pt does not hold
+        check_resumable(checkpoint, cfg, fingerprint, last, world_size=distributed.get_world_size())
+        run = restore_state(checkpoint, parts["model"], parts["optimizer"], parts["scheduler"], parts["scaler"],
+                            rank=distributed.get_rank())
+        if distributed.is_main_process():  # drop rows of an epoch last.pt does not hold
+            write_history(run_dir / "history.csv", run.history)
         return run
+    if not distributed.is_main_process():
+        return _RunState()
     stale = [p for p in (run_dir / "best.pt", last) if p.is_file()]
     if stale:  # a new run must not leave another run's checkpoints beside its history
         print(f"starting a new run in {run_dir}: replacing {', '.join(p.name for p in stale)} of the previous run")
@@ -632,10 +740,15 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
     With ``cfg.resume`` and an existing ``last.pt`` the run continues after its last finished epoch
     (a finished run returns at once); otherwise the run folder's history starts afresh.
 
+    Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1 in the environment) it trains with
+    DistributedDataParallel in each of the N processes: it joins the process group (nccl on CUDA, gloo on
+    the CPU) unless the caller already did, and leaves it at the end. Every process returns the same
+    :class:`FitResult`; only rank 0 writes the run folder and shows progress.
+
     Args:
         cfg: the recipe (see :class:`TrainConfig`).
         splits: ``{"train": [Pair], "val": [Pair], ...}``; None = ``helpers.data.course_splits(cfg.data)``.
-        progress: show a tqdm bar per epoch with the live loss and the validation Dice.
+        progress: show a tqdm bar per epoch with the live loss and the validation Dice (rank 0 only).
         callbacks: functions ``cb(event, info)`` called on ``"batch_end"`` and ``"epoch_end"``
             (``info["row"]`` is the epoch's history row). An exception raised in one stops training.
 
@@ -644,19 +757,38 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the message says what to try); checkpoints untouched.
-        ResumeError: ``resume`` found a ``last.pt`` from a different recipe or data split.
+        ResumeError: ``resume`` found a ``last.pt`` from a different recipe, data split or process count.
         ValueError: an empty train or val split, or an invalid setting.
+        RuntimeError: torchrun was asked for a device multi-process training does not support (MPS).
     """
-    callbacks = list(callbacks or [])
+    device = runtime.select_device(cfg.device)
+    own_group = distributed.wants_distributed() and not distributed.is_distributed()
+    if own_group:
+        device = distributed.init_distributed(device)
+    elif distributed.is_distributed():
+        device = distributed.local_device(device)
+    try:
+        return _fit(cfg, device, splits, progress and distributed.is_main_process(), list(callbacks or []))
+    finally:
+        if own_group:
+            distributed.cleanup_distributed()
+
+
+def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[data.Pair]] | None,
+         progress: bool, callbacks: list[Callback]) -> FitResult:
+    """:func:`fit` once the device (and, under torchrun, the process group) is set up."""
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = runtime.select_device(cfg.device)
-    runtime.seed_everything(cfg.seed)
-    splits = splits if splits is not None else data.course_splits(cfg.data, seed=cfg.seed)
+    main = distributed.is_main_process()
+    runtime.seed_everything(cfg.seed + distributed.get_rank())   # DDP copies rank 0's initial weights
+    resuming = cfg.resume and (run_dir / "last.pt").is_file()   # decided before any process writes
+    with distributed.main_process_first():   # rank 0 generates data and caches; the others then reuse them
+        splits = splits if splits is not None else data.course_splits(cfg.data, seed=cfg.seed)
+        loaders = _build_loaders(cfg, splits)
+    parts = _build(cfg, loaders, device, resuming)
     fingerprint = split_fingerprint(splits)
-    resuming = cfg.resume and (run_dir / "last.pt").is_file()
-    parts = _build(cfg, splits, device, resuming)
-    run = _start_or_resume(cfg, parts, run_dir, fingerprint)
+    run = _start_or_resume(cfg, parts, run_dir, fingerprint, resuming)
+    distributed.barrier()
     if progress and run.epoch:
         print(f"{run_dir} already holds all {cfg.epochs} epochs of this recipe: nothing to train"
               if run.epoch >= cfg.epochs or run.stopped_early else
@@ -669,12 +801,14 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
         except NonFiniteLossError as err:
             raise NonFiniteLossError(_divergence_message(err, cfg, run, run_dir)) from err
         except KeyboardInterrupt:
-            print(f"\ninterrupted in epoch {epoch}; {run_dir / 'last.pt'} holds epoch {run.epoch}. "
-                  "Run again with resume=True (or --resume) to continue.")
+            if main:
+                print(f"\ninterrupted in epoch {epoch}; {run_dir / 'last.pt'} holds epoch {run.epoch}. "
+                      "Run again with resume=True (or --resume) to continue.")
             raise
         _finish_epoch(cfg, parts, run, row, run_dir, fingerprint)
         for cb in callbacks:
             cb("epoch_end", {"epoch": epoch, "row": dict(row), "run_dir": run_dir})
+    distributed.barrier()   # rank 0's files are complete before any process returns their paths
     return FitResult(history=history_frame(run.history), best_path=run_dir / "best.pt",
                      last_path=run_dir / "last.pt", run_dir=run_dir, best_epoch=run.best_epoch,
                      best_score=run.best_score if run.best_epoch else float("nan"),
@@ -683,22 +817,31 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
 
 def _finish_epoch(cfg: TrainConfig, parts: Mapping[str, Any], run: _RunState, row: dict[str, float],
                   run_dir: Path, fingerprint: str) -> None:
-    """Update the bookkeeping with ``row``; write best.pt (if better), last.pt and history.csv."""
+    """Update the bookkeeping with ``row``; write best.pt (if better), last.pt and history.csv.
+
+    Every process updates its bookkeeping (the rows are identical: validation is reduced over all ranks);
+    only the main process writes, with the random states of all ranks gathered into last.pt.
+    """
+    main = distributed.is_main_process()
     run.epoch = int(row["epoch"])
     run.history.append(row)
     if row["val_dice"] > run.best_score:
         run.best_score, run.best_epoch, run.bad_epochs = row["val_dice"], run.epoch, 0
-        models.save_checkpoint(run_dir / "best.pt", parts["model"], kind="best", epoch=run.epoch,
-                               scores=dict(row), config=cfg.to_dict())
+        if main:
+            models.save_checkpoint(run_dir / "best.pt", parts["model"], kind="best", epoch=run.epoch,
+                                   scores=dict(row), config=cfg.to_dict())
     else:
         run.bad_epochs += 1
     if cfg.patience is not None and run.bad_epochs >= cfg.patience and run.epoch < cfg.epochs:
         run.stopped_early = True
-        print(f"early stopping after epoch {run.epoch}: no better val Dice for {cfg.patience} epochs "
-              f"(best {run.best_score:.4f} at epoch {run.best_epoch})")
-    save_state(run_dir / "last.pt", parts["model"], parts["optimizer"], parts["scheduler"], parts["scaler"],
-               run, cfg, fingerprint)
-    write_history(run_dir / "history.csv", run.history)
+        if main:
+            print(f"early stopping after epoch {run.epoch}: no better val Dice for {cfg.patience} epochs "
+                  f"(best {run.best_score:.4f} at epoch {run.best_epoch})")
+    rank_rng = distributed.all_gather_objects(rng_state())   # a collective: every process takes part
+    if main:
+        save_state(run_dir / "last.pt", parts["model"], parts["optimizer"], parts["scheduler"], parts["scaler"],
+                   run, cfg, fingerprint, rank_rng=rank_rng)
+        write_history(run_dir / "history.csv", run.history)
 
 
 def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = None,
@@ -718,7 +861,8 @@ def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]]
     if last.is_file():
         splits = splits if splits is not None else data.course_splits(cfg.data, seed=cfg.seed)
         try:
-            check_resumable(models.load_checkpoint(last), cfg, split_fingerprint(splits), last)
+            check_resumable(models.load_checkpoint(last), cfg, split_fingerprint(splits), last,
+                            world_size=distributed.get_world_size())
             resume = True
         except (ResumeError, models.CheckpointError) as err:
             print(f"not reusing {run_dir}: {err}\ntraining from scratch instead.")
