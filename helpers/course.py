@@ -91,15 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Running {len(paths)} notebooks in {mode}; executed copies -> {out_dir}")
     times: list[tuple[str, float]] = []
     for p in paths:
-        print(f"  {p.name} ...", end="", flush=True)
         try:
             seconds = run_notebook(p, out_dir)
         except Exception as exc:  # report which notebook failed, then the cell's own error
-            print(f" FAILED\n{exc}", file=sys.stderr)
+            print(f"  {p.name} FAILED\n{exc}", file=sys.stderr)
             print(f"The partly executed copy is {out_dir / p.name}", file=sys.stderr)
             return 1
         times.append((p.name, seconds))
-        print(f" {seconds:6.1f} s")
+        print(f"  {p.name:<36} {seconds:6.1f} s", flush=True)
     print(f"Total {sum(t for _, t in times):.1f} s. Figures -> {config.figures_dir()}")
     return 0
 
