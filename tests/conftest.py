@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 #: Width and height of every fixture image, in pixels.
@@ -93,3 +94,14 @@ def ham_dir(tmp_path: Path) -> Path:
         write_pair(root / part / f"{ident}.jpg",
                    root / "HAM10000_segmentations_lesion_tschandl" / f"{ident}_segmentation.png", k)
     return root
+
+
+@pytest.fixture(scope="module")
+def isolated_home(tmp_path_factory):
+    """Runs, caches and figures go to a temporary SKINSEG_HOME; one torch thread (CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKINSEG_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+    torch.set_num_threads(threads)

@@ -17,15 +17,7 @@ from helpers.predict import (MASK_SUFFIX, OVERLAY_DIR, list_images, main as pred
 from helpers.training import TrainConfig, fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def isolated_home(tmp_path_factory):
-    """Runs, caches and figures go to a temporary SKINSEG_HOME; one torch thread (CPU is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKINSEG_HOME", str(tmp_path_factory.mktemp("home")))
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
 
 
 def _random_image(h, w, seed=0):
