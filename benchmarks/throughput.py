@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import cProfile
 import io
-import json
 import math
 import pstats
 import sys
@@ -40,6 +39,7 @@ from torch import nn
 
 import _common
 from helpers import config, data, losses, models, predict, runtime, synthetic, training
+from helpers.train import json_object_arg
 
 #: The throughput ratio the course aims for at 256 px, batch 16 (issue 5).
 TARGET_RATIO = 0.9
@@ -51,23 +51,12 @@ RESULT_KEYS: tuple[str, ...] = (
     "infer_files_ratio", "target_ratio", "meets_target", "torch", "device", "threads")
 
 
-def _json_object(text: str) -> dict[str, Any]:
-    """Parse ``--model-kwargs`` (a JSON object such as ``{"encoder_name": "resnet18"}``)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not JSON ({err}): write it like '{{\"encoder_name\": \"resnet18\"}}'")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments (defaults: the course recipe at 256 px, batch 16)."""
     p = argparse.ArgumentParser(prog="python benchmarks/throughput.py", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="resnet_unet_aspp", help="helpers.models.build_model name")
-    p.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON", help="extra model arguments")
+    p.add_argument("--model-kwargs", type=json_object_arg, default={}, metavar="JSON", help="extra model arguments")
     p.add_argument("--img-size", type=int, default=256, help="square model input, pixels")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=5, help="timed steps per side and round")

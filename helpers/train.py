@@ -29,8 +29,8 @@ from .training import NonFiniteLossError, ResumeError, TrainConfig, fit
 _DEFAULTS = TrainConfig()
 
 
-def _json_object(text: str) -> dict:
-    """Parse ``--model-kwargs``: a JSON object such as ``{"base": 16}``."""
+def json_object_arg(text: str) -> dict:
+    """argparse type for ``--model-kwargs``: a JSON object such as ``{"base": 16}`` (also used by the benchmarks)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder (ISIC, ISIC 2018, HAM10000 or train/val/test sub-folders); "
                         "default: SKINSEG_DATA or the embedded synthetic set")
     p.add_argument("--model", default=_DEFAULTS.model, help="helpers.models.build_model name")
-    p.add_argument("--model-kwargs", type=_json_object, default={}, metavar="JSON",
+    p.add_argument("--model-kwargs", type=json_object_arg, default={}, metavar="JSON",
                    help='extra model arguments as a JSON object, e.g. \'{"encoder_name": "resnet18"}\'')
     p.add_argument("--img-size", type=int, default=_DEFAULTS.img_size, help="square training size, pixels")
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
