@@ -1,7 +1,8 @@
 """Train, select on val, predict and score on a held-out split: our recipe against a plain reference.
 
     python benchmarks/real_data.py --data /work/shared/data/isic-real --test holdout --budget-minutes 20 \\
-        [--models resnet_unet_aspp,reference] [--img-size S] [--select-on-val] [--tta] [--postprocess] \\
+        [--models resnet_unet_aspp,reference] [--img-size S] [--loss L] [--no-augment] [--select-on-val] \\
+        [--tta] [--postprocess] \\
         [--json OUT]
 
 For each model in ``--models``:
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "use the defaults)")
     p.add_argument("--img-size", type=int, default=training.TrainConfig().img_size, help="square training size")
     p.add_argument("--batch-size", type=int, default=training.TrainConfig().batch_size)
+    p.add_argument("--loss", default=training.TrainConfig().loss, choices=losses.LOSS_NAMES,
+                   help="training loss of the recipe models (the reference always uses BCE)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train the recipe models without augmentation (the reference never augments)")
     p.add_argument("--probe-steps", type=int, default=3, help="timed steps of the budget probe")
     p.add_argument("--tta", action="store_true", help="flip TTA when predicting (recipe models)")
     p.add_argument("--postprocess", action="store_true", help="largest component + holes filled (recipe models)")
@@ -457,8 +462,8 @@ def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequen
         ckpt = train_reference(*common, epochs, *rest, out=run_dir)
         return Trained(ckpt, "reference", epochs, time.perf_counter() - start, probe, probe_s)
     cfg = training.TrainConfig(model=name, model_kwargs=kwargs, pretrained=args.pretrained, img_size=args.img_size,
-                               batch_size=args.batch_size, seed=args.seed, num_workers=args.workers,
-                               device=args.device, out=str(run_dir))
+                               batch_size=args.batch_size, loss=args.loss, augment=not args.no_augment,
+                               seed=args.seed, num_workers=args.workers, device=args.device, out=str(run_dir))
     probe = probe_recipe(cfg, splits, device, args.probe_steps)
     probe_s, cfg.epochs = time.perf_counter() - start, probe.epochs_for(budget_s)
     _announce(name, probe, cfg.epochs, budget_s)
@@ -558,7 +563,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "real_data", "data": dataset.description, "synthetic": dataset.synthetic,
             "test_split": args.test, "n_train": len(splits["train"]), "n_val": len(splits["val"]),
             "n_test": len(splits["test"]), "img_size": args.img_size, "batch_size": args.batch_size,
-            "budget_minutes": args.budget_minutes, "official_scorer": official, "rows": rows,
+            "budget_minutes": args.budget_minutes, "recipe_loss": args.loss, "recipe_augment": not args.no_augment,
+            "official_scorer": official, "rows": rows,
             "ratio": ratios.get(first, {}).get(default_label) if first else None, "ratios": ratios,
             "ratio_note": ratio_note, "selections": selections, "seed": args.seed, "work_dir": str(out),
             **_common.environment(device)}
@@ -568,7 +574,8 @@ def format_result(result: Mapping[str, Any]) -> str:
     """The result as text: the data line, the table, the official-scorer note and the ratio."""
     lines = [f"data: {result['data']}",
              f"held-out split '{result['test_split']}': {result['n_test']} images (train {result['n_train']}, "
-             f"val {result['n_val']}); budget {result['budget_minutes']:g} min per model; torch "
+             f"val {result['n_val']}); budget {result['budget_minutes']:g} min per model; recipe loss "
+             f"{result['recipe_loss']}, augmentation {'on' if result['recipe_augment'] else 'off'}; torch "
              f"{result['torch']} on {result['device']} ({result['threads']} threads)",
              _common.format_table(result["rows"], TABLE_COLUMNS),
              f"official scorer: {result['official_scorer']}"]

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, metrics
+from helpers import data, metrics, synthetic
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 #: Tiny models: a 4-channel SE-U-Net for the recipe, a MobileNetV2 U-Net for the reference.
@@ -34,6 +34,7 @@ def bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     class Modules:
         common = importlib.import_module("_common")
         real_data = importlib.import_module("real_data")
+        recipe_search = importlib.import_module("recipe_search")
         throughput = importlib.import_module("throughput")
 
     return Modules
@@ -82,6 +83,21 @@ def test_real_data_main_on_synthetic_set(bench, tmp_path: Path) -> None:
         assert result["ratio"] == pytest.approx(plain["threshold_jaccard"] / reference["threshold_jaccard"])
     assert (tmp_path / "work" / "se_unet" / "best.pt").is_file()
     assert (tmp_path / "work" / "reference" / "final.pt").is_file()
+    assert (result["recipe_loss"], result["recipe_augment"]) == ("bce+dice", True)
+    saved = json.loads((tmp_path / "work" / "se_unet" / "config.json").read_text())
+    assert (saved["loss"], saved["augment"], saved["img_size"]) == ("bce+dice", True, 64)
+
+
+def test_real_data_passes_loss_and_augmentation_to_the_recipe(bench, tmp_path: Path) -> None:
+    status = bench.real_data.main([
+        "--synthetic-n", "12", "--synthetic-size", "64", "--img-size", "64", "--batch-size", "4",
+        "--budget-minutes", "0.01", "--probe-steps", "1", "--models", "se_unet", "--loss", "dice", "--no-augment",
+        "--model-kwargs", TINY_KWARGS, "--out", str(tmp_path / "work"), "--json", str(tmp_path / "r.json")])
+    assert status == 0
+    saved = json.loads((tmp_path / "work" / "se_unet" / "config.json").read_text())
+    assert (saved["loss"], saved["augment"]) == ("dice", False)
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert (result["recipe_loss"], result["recipe_augment"]) == ("dice", False)
 
 
 def test_real_data_rejects_bad_settings(bench, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,6 +175,59 @@ def test_official_scorer_agrees_with_helpers(bench, tmp_path: Path, write_pair) 
     assert "isic-challenge-scoring" in note
     assert official == pytest.approx(summary["threshold_jaccard"])
     assert 0.0 < official < 1.0
+
+
+# -------------------------------------------------------------------------------------------- recipe_search.py
+def test_recipe_search_scores_on_val_and_never_reads_the_heldout_split(bench, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[Path] = []
+    for name in ("read_image", "read_mask"):
+        original = getattr(data, name)
+        monkeypatch.setattr(data, name, lambda path, *a, _f=original, **k: (read.append(Path(path)),
+                                                                            _f(path, *a, **k))[1])
+    out = tmp_path / "search.json"
+    status = bench.recipe_search.main([
+        "--synthetic-n", "12", "--synthetic-size", "64", "--batch-size", "4", "--budget-minutes", "0.01",
+        "--probe-steps", "1", "--model", "se_unet", "--model-kwargs", TINY_KWARGS,
+        "--configs", "64:bce+dice,64:dice:noaug", "--out", str(tmp_path / "work"), "--json", str(out)])
+    assert status == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert sorted(r["config"] for r in rows) == ["64:bce+dice", "64:dice:noaug"]
+    scores = [r["val_threshold_jaccard"] for r in rows]
+    assert scores == sorted(scores, reverse=True) and result["best"] == rows[0]["config"]
+    for row in rows:
+        assert set(bench.recipe_search.ROW_KEYS) <= set(row)
+        assert row["epochs"] >= 1 and row["train_seconds"] > 0
+        assert row["val_threshold_jaccard"] == max(g["val_threshold_jaccard"] for g in row["grid"])
+        assert 0.0 <= row["val_threshold_jaccard_plain"] <= row["val_threshold_jaccard"] <= 1.0
+    saved = json.loads((tmp_path / "work" / "64_dice_noaug" / "se_unet" / "config.json").read_text())
+    assert (saved["loss"], saved["augment"]) == ("dice", False)
+    # the held-out split exists (the same split real_data.py scores) but no file of it was ever decoded
+    splits = data.course_splits(synthetic.ensure_synthetic(12, 64, seed=0), seed=0)
+    heldout = {p for pair in splits["test"] for p in (Path(pair.image), Path(pair.mask))}
+    assert heldout and read and not heldout & set(read)
+    assert result["final_command"].startswith("python benchmarks/real_data.py --test holdout --budget-minutes 20 ")
+
+
+def test_recipe_search_configs_parse_and_reject(bench) -> None:
+    parse = bench.recipe_search.parse_config
+    assert parse("128:bce+dice") == bench.recipe_search.SearchConfig(128, "bce+dice", True)
+    assert parse(" 96:Dice:noaug ").label == "96:dice:noaug"
+    for bad in ("128", "abc:bce", "16:bce", "128:focal", "128:bce:aug"):
+        with pytest.raises(ValueError, match="config"):
+            parse(bad)
+    with pytest.raises(SystemExit):
+        bench.recipe_search.build_parser().parse_args(["--configs", "128:bce,128:bce"])
+
+
+def test_recipe_search_final_command_parses_as_real_data_arguments(bench) -> None:
+    best = {"img_size": 160, "loss": "dice", "augment": False}
+    command = bench.recipe_search.final_command(best, Path("/data/isic"), 20.0)
+    argv = command.split()[2:]
+    args = bench.real_data.build_parser().parse_args(argv)
+    assert (args.img_size, args.loss, args.no_augment, args.budget_minutes) == (160, "dice", True, 20.0)
+    assert args.test == "holdout" and args.select_on_val and args.data == Path("/data/isic")
 
 
 # ----------------------------------------------------------------------------------------------- throughput.py
