@@ -3,7 +3,10 @@
 Environment variables (all optional):
 
 ``SKINSEG_SMOKE``   ``1`` shrinks data, image size and epochs so the whole course runs on two CPU cores
-                    (pytest and ``python -m helpers.course`` set it). Unset or ``0``: the full recipe.
+                    in minutes (pytest and ``python -m helpers.course`` set it): the ``smoke`` run profile.
+                    Unset or ``0``: the profile this machine gets (``cpu`` or ``gpu``, see
+                    :mod:`helpers.profiles`).
+``SKINSEG_PROFILE`` ``smoke``, ``cpu`` or ``gpu`` forces that run profile (and wins over ``SKINSEG_SMOKE``).
 ``SKINSEG_DATA``    a dataset folder in any supported layout (ISIC folder, official ISIC 2018, HAM10000,
                     or a folder with ``train/ val/ test|holdout/`` sub-folders). Unset: the embedded
                     synthetic dataset, generated on first use under ``data/``.
@@ -34,9 +37,42 @@ def _checkout_root() -> Path | None:
     return None
 
 
-def smoke_mode() -> bool:
+#: The run profiles, smallest first (see :mod:`helpers.profiles`).
+PROFILE_NAMES = ("smoke", "cpu", "gpu")
+#: Environment variable that forces a run profile.
+PROFILE_ENV = "SKINSEG_PROFILE"
+#: Environment variable that switches smoke mode on (pytest and ``python -m helpers.course`` set it).
+SMOKE_ENV = "SKINSEG_SMOKE"
+
+
+def forced_profile() -> str | None:
+    """The run profile ``SKINSEG_PROFILE`` forces (``"smoke"``, ``"cpu"`` or ``"gpu"``), or None when unset.
+
+    Raises:
+        ValueError: ``SKINSEG_PROFILE`` names no profile.
+    """
+    value = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in PROFILE_NAMES:
+        raise ValueError(f"{PROFILE_ENV}={os.environ[PROFILE_ENV]!r} is not a run profile: "
+                         f"use one of {', '.join(PROFILE_NAMES)}, or unset it to let the machine choose.")
+    return value
+
+
+def smoke_requested() -> bool:
     """True when ``SKINSEG_SMOKE`` is set to a true value (``1``, ``true``, ``yes``, ``on``)."""
-    return os.environ.get("SKINSEG_SMOKE", "0").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get(SMOKE_ENV, "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def smoke_mode() -> bool:
+    """True when the run profile is ``smoke``: ``SKINSEG_PROFILE=smoke``, or ``SKINSEG_SMOKE`` true and no profile forced.
+
+    Raises:
+        ValueError: ``SKINSEG_PROFILE`` names no profile.
+    """
+    forced = forced_profile()
+    return forced == "smoke" if forced is not None else smoke_requested()
 
 
 def home_dir() -> Path:

@@ -1,4 +1,8 @@
-"""Device choice and seeding: the two pieces of run-time state every notebook and script needs."""
+"""Device choice, CPU capabilities and seeding: the run-time state every notebook and script needs.
+
+Introduced by the setup cell of every notebook (``DEVICE = runtime.select_device()``); notebook 04 uses
+:func:`cpu_has_native_bf16` to explain why ``amp="auto"`` picks bfloat16 on some CPUs.
+"""
 from __future__ import annotations
 
 import os
@@ -31,6 +35,34 @@ def select_device(prefer: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+#: :func:`torch.cpu.get_capabilities` flags of x86 CPUs that compute in bfloat16 natively.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_capabilities() -> dict[str, object]:
+    """This CPU's instruction-set flags as torch detects them (:func:`torch.cpu.get_capabilities`)."""
+    return dict(torch.cpu.get_capabilities())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX-BF16), by torch's own detection.
+
+    Without them oneDNN still runs bfloat16 by converting to float32 and back, which is slower than float32,
+    so autocast only pays off where this is True. ARM CPUs are not counted: bf16 autocast was not measured there.
+    """
+    caps = cpu_capabilities()
+    return any(bool(caps.get(flag)) for flag in NATIVE_BF16_FLAGS)
+
+
+def accelerator_name(device: torch.device) -> str:
+    """A short human name for ``device``: the GPU's name, ``"Apple MPS"`` or ``"CPU, N threads"``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -1,0 +1,151 @@
+"""Run profiles: how big a notebook's run is, chosen for the machine and printed by its parameters cell.
+
+Introduced in every notebook's parameters cell (tagged ``parameters``)::
+
+    PROFILE = profiles.active()   # smoke (pytest, helpers.course) | cpu (no GPU) | gpu; SKINSEG_PROFILE=... forces one
+    print(PROFILE.describe("04"))
+    IMG_SIZE = PROFILE.pick(smoke=64, cpu=128, gpu=256)
+
+``smoke``  tiny data, images and models: proves every cell runs in seconds (pytest, ``python -m helpers.course``).
+``cpu``    no CUDA or MPS device: sized so each notebook finishes in at most 10 minutes on 2 CPU cores and still
+           learns for real.
+``gpu``    a CUDA or Apple MPS device: the full recipe.
+
+The choice, in order: the ``name`` passed to :func:`active`; ``SKINSEG_PROFILE``; ``smoke`` when
+``SKINSEG_SMOKE`` is true; ``gpu`` when a CUDA or MPS device is available; else ``cpu``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from . import config, runtime
+
+T = TypeVar("T")
+
+#: What each profile is for, in a phrase.
+PURPOSE = {
+    "smoke": "tiny data and models: checks that every cell runs, learns little",
+    "cpu": "sized for 2 CPU cores: at most 10 minutes per notebook, still learns",
+    "gpu": "the full recipe (256 px, full-size models, more epochs), sized for a GPU",
+}
+
+#: Where the times in :data:`MEASURED_SECONDS` were measured, per profile (None: never measured).
+MEASURED_ON: dict[str, str | None] = {
+    "smoke": None,
+    "cpu": None,
+    "gpu": None,
+}
+
+#: Measured wall time of each notebook (by its number) per profile, in seconds, on the synthetic data;
+#: None = not measured. Smoke: ``python -m helpers.course``; cpu: ``python -m helpers.course --full`` on a
+#: machine without GPU; gpu: ``python -m helpers.course --full`` on a GPU machine. Copy the printed times here
+#: after changing a notebook's parameters.
+MEASURED_SECONDS: dict[str, dict[str, float | None]] = {
+    "01": {"smoke": None, "cpu": None, "gpu": None},
+    "02": {"smoke": None, "cpu": None, "gpu": None},
+    "03": {"smoke": None, "cpu": None, "gpu": None},
+    "04": {"smoke": None, "cpu": None, "gpu": None},
+    "05": {"smoke": None, "cpu": None, "gpu": None},
+    "06": {"smoke": None, "cpu": None, "gpu": None},
+}
+
+
+def notebook_key(notebook: str) -> str:
+    """The two-digit number that keys :data:`MEASURED_SECONDS`: ``"04_training.ipynb"`` -> ``"04"``."""
+    return notebook.rsplit("/", 1)[-1][:2]
+
+
+def format_duration(seconds: float) -> str:
+    """``42`` -> ``"about 42 s"``, ``450`` -> ``"about 7.5 min"``."""
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.1f} min"
+
+
+def expected_time(notebook: str, profile: str) -> str:
+    """The measured run time of ``notebook`` in ``profile`` as words, or ``"not measured"``."""
+    seconds = MEASURED_SECONDS.get(notebook_key(notebook), {}).get(profile)
+    if seconds is None:
+        return "not measured"
+    return f"{format_duration(seconds)} (measured on {MEASURED_ON[profile]}, synthetic data)"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One run profile.
+
+    Attributes:
+        name: ``"smoke"``, ``"cpu"`` or ``"gpu"``.
+        reason: why it was chosen, in words (printed by :meth:`describe`).
+        has_gpu: whether a CUDA or MPS device is available (the gpu profile can be forced without one).
+    """
+
+    name: str
+    reason: str
+    has_gpu: bool
+
+    def __post_init__(self) -> None:
+        if self.name not in config.PROFILE_NAMES:
+            raise ValueError(f"unknown run profile {self.name!r}: use one of {', '.join(config.PROFILE_NAMES)}")
+
+    @property
+    def smoke(self) -> bool:
+        """True for the smoke profile (the same answer as :func:`helpers.config.smoke_mode`)."""
+        return self.name == "smoke"
+
+    def pick(self, *, smoke: T, cpu: T, gpu: T) -> T:
+        """The value for this profile: ``IMG_SIZE = PROFILE.pick(smoke=64, cpu=128, gpu=256)``."""
+        return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.name]
+
+    def describe(self, notebook: str) -> str:
+        """What a parameters cell prints: the profile, why, its expected run time, and how to force another.
+
+        Args:
+            notebook: the notebook's file name or number, e.g. ``"04_training.ipynb"`` or ``"04"``.
+        """
+        lines = [f"Run profile: {self.name} ({PURPOSE[self.name]}), chosen because {self.reason}.",
+                 f"Expected run time of notebook {notebook_key(notebook)}: {expected_time(notebook, self.name)}."]
+        if self.name == "gpu" and not self.has_gpu:
+            lines.append("Warning: no CUDA or MPS device here, so the gpu profile's full recipe runs on the CPU "
+                         "(much slower than the cpu profile).")
+        for other in config.PROFILE_NAMES:
+            if other != self.name:
+                lines.append(f"  {other}: {PURPOSE[other]}; {expected_time(notebook, other)}.")
+        lines.append(f"Force one: {config.PROFILE_ENV}=smoke|cpu|gpu in the environment before starting Jupyter, "
+                     "or profiles.active(\"cpu\") in this cell.")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
+
+def gpu_available() -> bool:
+    """True when a CUDA or Apple MPS device is available (what makes ``gpu`` the default profile)."""
+    return runtime.select_device().type in ("cuda", "mps")
+
+
+def active(name: str | None = None) -> Profile:
+    """The run profile of this process.
+
+    Args:
+        name: ``"smoke"``, ``"cpu"`` or ``"gpu"`` to force one from a notebook; None chooses (see the module
+            docstring for the order).
+
+    Raises:
+        ValueError: ``name`` or ``SKINSEG_PROFILE`` names no profile.
+    """
+    has_gpu = gpu_available()
+    if name is not None:
+        chosen = name.strip().lower()
+        if chosen not in config.PROFILE_NAMES:
+            raise ValueError(f"profiles.active({name!r}): unknown run profile, "
+                             f"use one of {', '.join(config.PROFILE_NAMES)} or None to let the machine choose")
+        return Profile(chosen, f'the notebook asked for it (profiles.active("{chosen}"))', has_gpu)
+    forced = config.forced_profile()
+    if forced is not None:
+        return Profile(forced, f"{config.PROFILE_ENV}={forced} is set", has_gpu)
+    if config.smoke_requested():
+        return Profile("smoke", f"{config.SMOKE_ENV}=1 is set (pytest and `python -m helpers.course` set it)",
+                       has_gpu)
+    if has_gpu:
+        return Profile("gpu", f"a GPU was found ({runtime.accelerator_name(runtime.select_device())})", has_gpu)
+    return Profile("cpu", "no CUDA or MPS device was found", has_gpu)

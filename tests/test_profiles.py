@@ -1,0 +1,105 @@
+"""helpers.profiles: the run profile follows the environment and the device, and says what it costs."""
+import pytest
+
+from helpers import config, profiles
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No profile forced, smoke off, no GPU: each test sets what it needs."""
+    monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
+    monkeypatch.setenv("SKINSEG_SMOKE", "0")
+    monkeypatch.setattr(profiles, "gpu_available", lambda: False)
+    return monkeypatch
+
+
+def test_smoke_when_smoke_mode_is_set(clean_env):
+    clean_env.setenv("SKINSEG_SMOKE", "1")
+    profile = profiles.active()
+    assert profile.name == "smoke" and profile.smoke
+    assert config.smoke_mode() is True
+    assert "SKINSEG_SMOKE" in profile.reason
+
+
+def test_cpu_without_gpu_and_gpu_with_one(clean_env):
+    assert profiles.active().name == "cpu"
+    assert config.smoke_mode() is False
+    clean_env.setattr(profiles, "gpu_available", lambda: True)
+    clean_env.setattr(profiles.runtime, "accelerator_name", lambda device: "Fake GPU 80GB")
+    profile = profiles.active()
+    assert profile.name == "gpu" and "Fake GPU 80GB" in profile.reason
+
+
+def test_gpu_device_detection_uses_select_device(clean_env):
+    clean_env.undo()  # the real gpu_available, with the device mocked
+    clean_env.delenv("SKINSEG_PROFILE", raising=False)
+    clean_env.setenv("SKINSEG_SMOKE", "0")
+    clean_env.setattr(profiles.runtime, "select_device", lambda prefer=None: profiles.runtime.torch.device("mps"))
+    clean_env.setattr(profiles.runtime, "accelerator_name", lambda device: "Apple MPS")
+    assert profiles.active().name == "gpu"
+    clean_env.setattr(profiles.runtime, "select_device", lambda prefer=None: profiles.runtime.torch.device("cpu"))
+    assert profiles.active().name == "cpu"
+
+
+@pytest.mark.parametrize("forced", ["smoke", "cpu", "GPU"])
+def test_environment_forces_a_profile_over_smoke(clean_env, forced):
+    clean_env.setenv("SKINSEG_SMOKE", "1")
+    clean_env.setenv("SKINSEG_PROFILE", forced)
+    profile = profiles.active()
+    assert profile.name == forced.lower()
+    assert "SKINSEG_PROFILE" in profile.reason
+    assert config.smoke_mode() is (forced == "smoke")
+
+
+def test_argument_forces_a_profile_over_the_environment(clean_env):
+    clean_env.setenv("SKINSEG_PROFILE", "smoke")
+    profile = profiles.active("cpu")
+    assert profile.name == "cpu" and "profiles.active" in profile.reason
+
+
+def test_unknown_profile_is_a_clear_error(clean_env):
+    clean_env.setenv("SKINSEG_PROFILE", "fast")
+    with pytest.raises(ValueError, match=r"SKINSEG_PROFILE='fast'.*smoke, cpu, gpu"):
+        profiles.active()
+    with pytest.raises(ValueError, match="SKINSEG_PROFILE"):
+        config.smoke_mode()
+    clean_env.delenv("SKINSEG_PROFILE")
+    with pytest.raises(ValueError, match=r"active\('huge'\).*smoke, cpu, gpu"):
+        profiles.active("huge")
+
+
+def test_pick_returns_the_value_of_the_profile():
+    values = dict(smoke=64, cpu=128, gpu=256)
+    assert [profiles.Profile(n, "test", False).pick(**values) for n in ("smoke", "cpu", "gpu")] == [64, 128, 256]
+    with pytest.raises(TypeError):
+        profiles.Profile("cpu", "test", False).pick(64, 128, 256)  # keywords only: no silent order mix-up
+
+
+def test_describe_names_profile_reason_times_and_how_to_force(monkeypatch):
+    monkeypatch.setitem(profiles.MEASURED_SECONDS, "04", {"smoke": 41.0, "cpu": 450.0, "gpu": None})
+    monkeypatch.setitem(profiles.MEASURED_ON, "smoke", "a test CPU")
+    monkeypatch.setitem(profiles.MEASURED_ON, "cpu", "a test CPU")
+    text = profiles.Profile("cpu", "no CUDA or MPS device was found", False).describe("04_training.ipynb")
+    assert "Run profile: cpu" in text and "no CUDA or MPS device was found" in text
+    assert "notebook 04: about 7.5 min (measured on a test CPU" in text
+    assert "smoke:" in text and "about 41 s" in text
+    assert "gpu:" in text and "not measured" in text
+    assert "SKINSEG_PROFILE=smoke|cpu|gpu" in text
+    assert "Warning" not in text
+
+
+def test_describe_warns_when_gpu_is_forced_without_one():
+    text = profiles.Profile("gpu", "SKINSEG_PROFILE=gpu is set", False).describe("02")
+    assert "Warning: no CUDA or MPS device" in text
+    assert "Warning" not in profiles.Profile("gpu", "a GPU was found", True).describe("02")
+
+
+def test_measured_table_covers_every_notebook_and_profile():
+    from helpers.colab import notebook_paths
+
+    for path in notebook_paths():
+        assert profiles.notebook_key(path.name) in profiles.MEASURED_SECONDS, path.name
+    for times in profiles.MEASURED_SECONDS.values():
+        assert set(times) == set(config.PROFILE_NAMES)
+        for name, seconds in times.items():
+            assert seconds is None or profiles.MEASURED_ON[name], f"{name} time without where it was measured"
