@@ -118,3 +118,60 @@ def denormalize(image: torch.Tensor | np.ndarray) -> np.ndarray:
         arr = arr.transpose(1, 2, 0)
     out = arr * np.asarray(IMAGENET_STD, np.float32) + np.asarray(IMAGENET_MEAN, np.float32)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ colour constancy
+#: Minkowski norm of Shades-of-Grey colour constancy (Finlayson & Trezzi 2004; p = 6 in their experiments
+#: and in ISIC challenge entries such as Barata et al. 2015).
+SHADES_OF_GREY_POWER = 6
+
+
+def shades_of_grey(image: np.ndarray, power: float = SHADES_OF_GREY_POWER) -> np.ndarray:
+    """Remove the colour cast of the light (or the camera) with Shades-of-Grey colour constancy.
+
+    Introduced in notebook 06 (domain shift). The illuminant of channel ``c`` is estimated as the Minkowski
+    ``p``-mean of its values, ``e_c = (mean I_c^p)^(1/p)`` (p = 1 is Grey World, p = inf is max-RGB), and each
+    channel is multiplied by ``1 / (sqrt(3) e_c / ||e||)``: a neutral illuminant leaves the image unchanged,
+    a cast is divided out while the overall brightness is kept.
+
+    Args:
+        image: ``(H, W, 3) uint8`` RGB.
+        power: the Minkowski norm ``p`` (>= 1).
+
+    Returns:
+        ``(H, W, 3) uint8`` RGB, clipped to [0, 255].
+
+    Raises:
+        ValueError: not an ``(H, W, 3)`` image, or ``power < 1``.
+    """
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"shades_of_grey expects an (H, W, 3) RGB image, got shape {arr.shape}")
+    if not power >= 1:
+        raise ValueError(f"power must be >= 1 (6 is the usual choice), got {power}")
+    rgb = arr.astype(np.float64)
+    scale = max(rgb.max(), 1.0)  # normalise before the power: 255**6 is large but exact in float64 anyway
+    illuminant = scale * np.power(np.mean(np.power(rgb / scale, power), axis=(0, 1)), 1.0 / power)
+    illuminant = np.maximum(illuminant, 1e-6)
+    gains = np.linalg.norm(illuminant) / (np.sqrt(3.0) * illuminant)
+    return np.clip(rgb * gains + 0.5, 0, 255).astype(np.uint8)
+
+
+class ShadesOfGrey(A.ImageOnlyTransform):
+    """Albumentations wrapper of :func:`shades_of_grey` (colour only: masks pass unchanged).
+
+    Put it first in a pipeline, for training and evaluation alike, e.g.
+    ``A.Compose([ShadesOfGrey(), *eval_transforms(256).transforms])``.
+    """
+
+    def __init__(self, power: float = SHADES_OF_GREY_POWER, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if not power >= 1:
+            raise ValueError(f"power must be >= 1 (6 is the usual choice), got {power}")
+        self.power = power
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return shades_of_grey(img, self.power)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("power",)
