@@ -1,20 +1,38 @@
 """Run the whole course headless: ``python -m helpers.course``.
 
-Executes every ``notebooks/NN_*.ipynb`` in order with nbclient, in smoke mode unless ``--full`` is given,
-writes the executed copies to ``runs/executed/`` (not tracked by git) and the figures to ``figures/``,
-and prints each notebook's wall time. ``python -m helpers.course strip`` removes outputs and execution
-counts from the notebooks in place (the form they are committed in).
+Executes every ``notebooks/NN_*.ipynb`` in order with nbclient in the ``smoke`` run profile, or with
+``--full`` in the profile this machine gets (``cpu`` without a GPU, ``gpu`` with one; ``--profile`` forces
+one, see :mod:`helpers.profiles`), writes the executed copies to ``runs/executed/`` (not tracked by git) and
+the figures to ``figures/``, and prints each notebook's wall time. ``python -m helpers.course strip`` removes
+outputs and execution counts from the notebooks in place (the form they are committed in).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from . import config
+from . import config, profiles
 from .colab import notebook_paths
+
+
+def kernel_config(socket_dir: Path) -> "traitlets.config.Config":
+    """Kernel-manager settings: local IPC sockets in ``socket_dir`` instead of TCP where the platform has them.
+
+    The kernel and this process then talk over Unix sockets (not on Windows, which keeps TCP), and ipykernel
+    no longer warns "Kernel is running over TCP without encryption" for every notebook. The socket path is
+    absolute because the kernel runs in the notebook's folder, not in this process's working directory.
+    """
+    from traitlets.config import Config
+
+    cfg = Config()
+    if os.name == "posix":
+        cfg.KernelManager.transport = "ipc"
+        cfg.KernelManager.ip = str(Path(socket_dir).resolve() / "kernel")
+    return cfg
 
 
 def strip_notebook(path: Path) -> bool:
@@ -50,21 +68,41 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = 1800, kernel: str 
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     try:
-        client.execute()
+        with tempfile.TemporaryDirectory(prefix="skinseg-kernel-") as sockets:
+            NotebookClient(nb, timeout=timeout, kernel_name=kernel, config=kernel_config(Path(sockets)),
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
         out_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out_dir / path.name)
     return time.perf_counter() - start
 
 
+def choose_profile(*, full: bool, forced: str | None) -> profiles.Profile:
+    """Set the environment the notebook kernels inherit and return the profile they will get.
+
+    Args:
+        full: False = smoke profile; True = the profile this machine gets.
+        forced: a profile name to force (``--profile``), or None.
+
+    Raises:
+        ValueError: ``SKINSEG_PROFILE`` is already set to a value that names no profile.
+    """
+    os.environ[config.SMOKE_ENV] = "0" if full else "1"
+    if forced is not None:
+        os.environ[config.PROFILE_ENV] = forced
+    return profiles.active()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 a notebook failed, 2 bad arguments)."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="run", choices=["run", "strip", "list"])
-    parser.add_argument("--full", action="store_true", help="run the full recipe instead of smoke mode")
+    parser.add_argument("--full", action="store_true",
+                        help="run in the profile this machine gets (cpu, or gpu with a GPU) instead of smoke")
+    parser.add_argument("--profile", choices=config.PROFILE_NAMES, default=None,
+                        help="force a run profile (sets SKINSEG_PROFILE for the notebooks)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run, e.g. 01 04")
     parser.add_argument("--out", type=Path, default=None, help="folder for executed notebooks")
     args = parser.parse_args(argv)
@@ -84,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'stripped' if strip_notebook(p) else 'clean'}: {p.name}")
         return 0
 
-    os.environ["SKINSEG_SMOKE"] = "0" if args.full else "1"
+    try:
+        profile = choose_profile(full=args.full, forced=args.profile)
+    except ValueError as err:  # SKINSEG_PROFILE names no profile
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     os.environ.setdefault("MPLBACKEND", "Agg")
     out_dir = args.out or (config.runs_dir() / "executed")
-    mode = "full recipe" if args.full else "smoke mode"
-    print(f"Running {len(paths)} notebooks in {mode}; executed copies -> {out_dir}")
+    data = os.environ.get("SKINSEG_DATA") or "the synthetic set"
+    print(f"Running {len(paths)} notebooks in the {profile} run profile on {data}; executed copies -> {out_dir}")
     times: list[tuple[str, float]] = []
     for p in paths:
         try:

@@ -13,11 +13,12 @@ def _notebook(tmp_path, *sources):
     return path
 
 
-def test_run_then_strip_roundtrip(tmp_path):
+def test_run_then_strip_roundtrip(tmp_path, capfd):
     path = _notebook(tmp_path, "import os\nprint(os.environ.get('SKINSEG_SMOKE'))", "x = 6 * 7\nx")
     out = tmp_path / "executed"
     seconds = course.run_notebook(path, out)
     assert seconds > 0
+    assert "without encryption" not in capfd.readouterr().err  # the kernel talks over IPC, so no TCP warning
     executed = nbformat.read(out / path.name, as_version=4)
     assert executed.cells[1].outputs[0]["data"]["text/plain"] == "42"
     assert executed.cells[0].execution_count == 1
@@ -36,3 +37,32 @@ def test_failing_cell_raises_and_keeps_partial_copy(tmp_path):
     with pytest.raises(CellExecutionError, match="a must be 2"):
         course.run_notebook(path, tmp_path / "executed")
     assert (tmp_path / "executed" / path.name).exists()
+
+
+def test_kernel_config_uses_ipc_sockets_with_an_absolute_path_on_posix(monkeypatch, tmp_path):
+    monkeypatch.setattr(course.os, "name", "posix")
+    settings = course.kernel_config(tmp_path).KernelManager
+    assert settings.transport == "ipc" and settings.ip == str(tmp_path.resolve() / "kernel")
+    monkeypatch.setattr(course.os, "name", "nt")  # Windows has no IPC transport: TCP stays
+    assert "transport" not in course.kernel_config(tmp_path).KernelManager
+
+
+@pytest.mark.parametrize("full,forced,gpu,expected", [
+    (False, None, False, "smoke"), (False, None, True, "smoke"),
+    (True, None, False, "cpu"), (True, None, True, "gpu"), (True, "smoke", True, "smoke"), (False, "gpu", False, "gpu"),
+])
+def test_choose_profile_sets_what_the_kernels_inherit(monkeypatch, full, forced, gpu, expected):
+    monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
+    monkeypatch.setenv("SKINSEG_SMOKE", "1")
+    monkeypatch.setattr(course.profiles, "gpu_available", lambda: gpu)
+    monkeypatch.setattr(course.profiles.runtime, "accelerator_name", lambda device: "Fake GPU")
+    assert course.choose_profile(full=full, forced=forced).name == expected
+    assert course.os.environ["SKINSEG_SMOKE"] == ("0" if full else "1")
+    assert course.profiles.active().name == expected  # what a notebook kernel started now would get
+
+
+def test_main_rejects_an_unknown_profile_in_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("SKINSEG_PROFILE", "turbo")
+    monkeypatch.setenv("SKINSEG_SMOKE", "1")
+    assert course.main(["run", "--only", "01"]) == 2
+    assert "SKINSEG_PROFILE='turbo'" in capsys.readouterr().err
