@@ -48,7 +48,7 @@ from PIL import Image
 from torch import nn
 
 import _common
-from helpers import config, data, losses, metrics, models, predict, runtime, synthetic, training
+from helpers import config, data, fit, losses, metrics, models, predict, runtime, synthetic, training
 
 REFERENCE = "reference"
 #: What ``reference`` builds: smp's U-Net with its default ResNet34 encoder.
@@ -468,7 +468,7 @@ def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequen
     probe_s, cfg.epochs = time.perf_counter() - start, probe.epochs_for(budget_s)
     _announce(name, probe, cfg.epochs, budget_s)
     start = time.perf_counter()
-    result = training.fit(cfg, splits={"train": splits["train"], "val": splits["val"]}, progress=False,
+    result = fit.fit(cfg, splits={"train": splits["train"], "val": splits["val"]}, progress=False,
                           callbacks=[_epoch_printer(cfg.epochs)])
     seconds = time.perf_counter() - start
     return Trained(result.best_path, "recipe", cfg.epochs, seconds, probe, probe_s, result.best_epoch,

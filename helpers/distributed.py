@@ -1,4 +1,4 @@
-"""Multi-process training with DistributedDataParallel (DDP): the few helpers :func:`helpers.training.fit` needs.
+"""Multi-process training with DistributedDataParallel (DDP): the few helpers :func:`helpers.fit.fit` needs.
 
 ``torchrun --nproc_per_node N -m helpers.train ...`` starts N copies of the training script. torchrun tells each
 copy who it is through environment variables: ``RANK`` (0..N-1 over all machines), ``LOCAL_RANK`` (0..N-1 on
@@ -16,7 +16,8 @@ processes meet). Each process then
    at a :func:`barrier` where they need those files.
 
 Without torchrun (no ``WORLD_SIZE`` > 1 in the environment) every helper here is a no-op or returns the
-single-process answer: rank 0 of a world of 1.
+single-process answer: rank 0 of a world of 1. Notebook 04 (training) shows the torchrun command; nothing
+here is needed to follow the course on one device.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
 #: The environment variables torchrun sets for every process it starts.
@@ -243,18 +245,14 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     """
     if not is_distributed():
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel (or DataParallel) wrapper; ``model`` itself otherwise."""
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-
-    return model.module if isinstance(model, (DistributedDataParallel, DataParallel)) else model
+    """The model inside a DistributedDataParallel wrapper (see :func:`wrap_model`); ``model`` itself otherwise."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 class ShardSampler(Sampler[int]):

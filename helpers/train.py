@@ -1,7 +1,7 @@
 """Train a segmentation model from the command line: ``python -m helpers.train``.
 
 A thin wrapper: it parses the arguments into a :class:`helpers.training.TrainConfig`, calls
-:func:`helpers.training.fit` and prints where the run is. Example (the reference recipe on a GPU)::
+:func:`helpers.fit.fit` and prints where the run is (notebook 04 shows the same run in Python). Example (the reference recipe on a GPU)::
 
     python -m helpers.train --data data/isic2018 --model resnet_unet_aspp --img-size 256 --epochs 5 \\
         --batch-size 16 --lr 1e-3 --pretrained --out runs/resnet_unet_aspp
@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 from . import data, distributed, models
-from .training import NonFiniteLossError, ResumeError, TrainConfig, fit
+from .fit import ResumeError, fit
+from .training import NonFiniteLossError, TrainConfig
 
 _DEFAULTS = TrainConfig()
 

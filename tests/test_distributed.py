@@ -24,8 +24,9 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from helpers import data, distributed, losses, models, synthetic, training
+from helpers.fit import HISTORY_COLUMNS, ResumeError, fit
 from helpers.train import build_parser, config_from_args
-from helpers.training import ResumeError, TrainConfig, fit
+from helpers.training import TrainConfig
 
 N_TRAIN, N_VAL = 96, 15   # 15 validation images: shards of 8 and 7, so a padded sampler would count one twice
 WORLD = 2
@@ -43,7 +44,8 @@ DRIVER = '''
 import json, sys
 from pathlib import Path
 import torch
-from helpers import distributed, training
+from helpers import distributed
+from helpers.fit import fit
 from helpers.train import build_parser, config_from_args
 
 distributed.init_distributed(torch.device("cpu"))   # fit() then uses this group and leaves it open
@@ -62,7 +64,7 @@ def stop(event, info):
         raise KeyboardInterrupt
 
 try:
-    training.fit(config_from_args(build_parser().parse_args(sys.argv[2:])), progress=False, callbacks=[stop])
+    fit(config_from_args(build_parser().parse_args(sys.argv[2:])), progress=False, callbacks=[stop])
 except KeyboardInterrupt:
     pass
 finally:
@@ -125,7 +127,7 @@ def test_torchrun_writes_one_run_folder_from_rank_0(ddp):
     run = ddp["base"] / "ddp"
     assert {"history.csv", "best.pt", "last.pt", "config.json"} == {p.name for p in run.iterdir()}
     hist = pd.read_csv(run / "history.csv")
-    assert list(hist.columns) == list(training.HISTORY_COLUMNS) and hist["epoch"].tolist() == [1, 2]
+    assert list(hist.columns) == list(HISTORY_COLUMNS) and hist["epoch"].tolist() == [1, 2]
     assert np.isfinite(hist.drop(columns="epoch").to_numpy()).all()
     out = ddp["full"].stdout
     assert out.count("run folder:") == 1 and "trained by 2 processes" in out   # only rank 0 reports

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, losses, models, synthetic, training
+from helpers import data, losses, models, resume, synthetic, training
+from helpers.fit import HISTORY_COLUMNS, ResumeError, fit, train_or_load
 from helpers.train import main as train_main
-from helpers.training import NonFiniteLossError, ResumeError, TrainConfig, fit
+from helpers.training import NonFiniteLossError, TrainConfig
 
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
@@ -107,9 +108,9 @@ def test_amp_is_off_on_cpu_and_fp16_needs_cuda():
 
 
 def test_rng_state_round_trip():
-    state = training.rng_state()
+    state = resume.rng_state()
     first = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
-    training.set_rng_state(state)
+    resume.set_rng_state(state)
     assert (np.random.rand(), torch.rand(1).item(), __import__("random").random()) == first
 
 
@@ -125,7 +126,7 @@ def test_fit_writes_history_best_and_last(finished_run):
     run = result.run_dir
     assert {"history.csv", "best.pt", "last.pt", "config.json"} <= {p.name for p in run.iterdir()}
     hist = pd.read_csv(run / "history.csv")
-    assert list(hist.columns) == list(training.HISTORY_COLUMNS)
+    assert list(hist.columns) == list(HISTORY_COLUMNS)
     assert hist["epoch"].tolist() == [1, 2]
     pd.testing.assert_frame_equal(hist, result.history, check_dtype=False)
     assert np.isfinite(hist.drop(columns="epoch").to_numpy()).all()
@@ -184,13 +185,13 @@ def test_resuming_a_finished_run_trains_nothing(splits, finished_run):
 def test_train_or_load_reuses_a_finished_run_and_retrains_another_recipe(splits, finished_run, capsys):
     cfg = TrainConfig.load(finished_run.run_dir / "config.json")
     calls = []
-    same = training.train_or_load(cfg, splits=splits, progress=False, callbacks=[lambda e, i: calls.append(e)])
+    same = train_or_load(cfg, splits=splits, progress=False, callbacks=[lambda e, i: calls.append(e)])
     assert calls == [] and same.best_epoch == finished_run.best_epoch
-    other = training.train_or_load(tiny_config(finished_run.run_dir.parent / "other", epochs=1), splits=splits,
+    other = train_or_load(tiny_config(finished_run.run_dir.parent / "other", epochs=1), splits=splits,
                                    progress=False)
     assert other.history["epoch"].tolist() == [1]
     changed = dataclasses.replace(cfg, out=str(other.run_dir), epochs=2)
-    retrained = training.train_or_load(changed, splits=splits, progress=False)
+    retrained = train_or_load(changed, splits=splits, progress=False)
     assert "epochs=1" in capsys.readouterr().out and retrained.history["epoch"].tolist() == [1, 2]
 
 
