@@ -49,3 +49,26 @@ def test_readme_and_config_share_the_repository_address():
     slug = config.REPO_URL.removeprefix("https://github.com/")
     assert config.REPO_URL in readme
     assert f"colab.research.google.com/github/{slug}/blob/{config.REPO_BRANCH}/notebooks/" in readme
+
+
+def _root_conftest():
+    """A fresh copy of the repository's root conftest.py (it holds the real-data folder lookup)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_conftest_copy", Path(config.repo_root()) / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_data_lookup_follows_variable_then_repository(monkeypatch, tmp_path):
+    conf = _root_conftest()
+    monkeypatch.setenv(conf.REAL_DATA_ENV, str(tmp_path))
+    assert conf.find_real_data() == (tmp_path.resolve(), "")
+    monkeypatch.setenv(conf.REAL_DATA_ENV, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="SKINSEG_REAL_DATA"):
+        conf.find_real_data()
+    monkeypatch.delenv(conf.REAL_DATA_ENV)
+    monkeypatch.setattr(conf, "REAL_DATA_DEFAULT", Path("no-such-folder-here"))
+    path, why = conf.find_real_data()
+    assert path is None and "SKINSEG_REAL_DATA is unset" in why and "no-such-folder-here" in why
