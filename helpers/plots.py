@@ -221,3 +221,84 @@ def prediction_grid(images: list[np.ndarray], truths: list[np.ndarray], preds: l
             axes[i][0].set_ylabel(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------ reliability (notebook 06)
+def reliability_diagram(tables: dict, *, title: str | None = None, panel_size: float = 4.2) -> plt.Figure:
+    """Reliability diagram: mean predicted probability against the observed lesion fraction, per bin.
+
+    Introduced in notebook 06. A calibrated model follows the diagonal; points below it are over-confident
+    (fewer lesion pixels than predicted). The right panel shows how many pixels fall in each bin (log scale).
+
+    Args:
+        tables: ``{label: helpers.reliability.reliability_bins(...) table}``, e.g. before and after
+            temperature scaling; the label may carry the ECE.
+        title: figure title.
+
+    Raises:
+        ValueError: no tables, or a table without the reliability columns.
+    """
+    if not tables:
+        raise ValueError("reliability_diagram needs at least one reliability_bins table")
+    needed = {"low", "high", "count", "mean_probability", "lesion_fraction"}
+    fig, (ax, ax_count) = plt.subplots(1, 2, figsize=(2 * panel_size, 0.85 * panel_size),
+                                       gridspec_kw={"width_ratios": [1.3, 1]})
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    for k, (label, table) in enumerate(tables.items()):
+        missing = needed - set(table.columns)
+        if missing:
+            raise ValueError(f"table {label!r} lacks columns {sorted(missing)}: pass reliability_bins(...) output")
+        used = table[table["count"] > 0]
+        ax.plot(used["mean_probability"], used["lesion_fraction"], "-o", ms=4, color=f"C{k}", label=label)
+        centres = (table["low"] + table["high"]) / 2
+        width = (table["high"] - table["low"]).iloc[0] / (len(tables) + 0.5)
+        ax_count.bar(centres + (k - (len(tables) - 1) / 2) * width, table["count"], width=width, color=f"C{k}",
+                     label=label)
+    ax.set(xlabel="mean predicted lesion probability (bin)", ylabel="lesion fraction of the bin's pixels",
+           xlim=(0, 1), ylim=(0, 1), title="Reliability diagram")
+    ax_count.set(xlabel="predicted probability", ylabel="pixels", yscale="log", title="Pixels per bin")
+    for a in (ax, ax_count):
+        a.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def interval_plot(table, *, label_column: str | None = None, xlabel: str = "mean Dice", reference: float | None = None,
+                  title: str | None = None, panel_width: float = 6.0) -> plt.Figure:
+    """Forest plot: one row per group, its mean as a dot and its confidence interval as a bar.
+
+    Introduced in notebook 06 (subgroups). Rows whose intervals overlap are not shown to differ.
+
+    Args:
+        table: a DataFrame with ``mean``, ``low``, ``high`` (and ``n``) columns, e.g. from
+            :func:`helpers.subgroups.subgroup_table` (several concatenated); row labels come from the index,
+            or from ``label_column``.
+        reference: draw a vertical line here (e.g. the overall mean).
+
+    Raises:
+        ValueError: an empty table or missing columns.
+    """
+    missing = {"mean", "low", "high"} - set(table.columns)
+    if len(table) == 0 or missing:
+        raise ValueError(f"interval_plot needs a non-empty table with mean, low and high columns (missing {sorted(missing)})")
+    labels = [str(v) for v in (table[label_column] if label_column else table.index)]
+    if "n" in table.columns:
+        labels = [f"{name}  (n={int(n)})" for name, n in zip(labels, table["n"])]
+    y = np.arange(len(table))[::-1]
+    fig, ax = plt.subplots(figsize=(panel_width, 0.32 * len(table) + 1.0))
+    ax.errorbar(table["mean"], y, xerr=[table["mean"] - table["low"], table["high"] - table["mean"]], fmt="o",
+                color="C0", ecolor="C0", capsize=3)
+    if reference is not None:
+        ax.axvline(reference, color="grey", ls=":", label=f"all images {reference:.3f}")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set(xlabel=xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
