@@ -1,8 +1,13 @@
-"""Checkers for the exercises of notebook 02 (SE U-Net from scratch).
+"""Exercises of notebook 02 (SE U-Net from scratch): reference solutions and checkers.
+
+1. ``se_params(channels, reduction)``: the parameter count of an SE block, computed, not counted.
+2. ``bottleneck_rf(depth)``: the receptive field of one bottleneck pixel of ``SEUNet(depth=depth)``.
+3. ``se_forward(u, w1, b1, w2, b2)``: the SE forward pass with plain tensor operations.
 
 Each ``check_*`` compares the learner's function with a reference on several inputs (the references are
-cross-checked against the real modules in ``helpers.models``) and raises ``AssertionError`` with a hint on the
-first wrong answer.
+cross-checked against the real modules in ``helpers.models``), says "not attempted yet" to a stub and raises
+``AssertionError`` with a hint on the first wrong answer. ``show_solution(K)`` prints the reference solution.
+Conventions: :mod:`helpers.exercises.base`.
 """
 from __future__ import annotations
 
@@ -11,6 +16,11 @@ from collections.abc import Callable
 import torch
 
 from helpers.models import SEBlock, count_parameters
+
+from .base import Exercises
+
+EXERCISES = Exercises("02")
+show_solution = EXERCISES.show_solution
 
 #: (channels, reduction) pairs the SE parameter checker tries; (4, 16) and (12, 16) need the max(1, .) floor.
 SE_CASES: tuple[tuple[int, int], ...] = ((64, 16), (32, 16), (512, 16), (48, 8), (100, 3), (4, 16), (12, 16))
@@ -21,12 +31,14 @@ def se_hidden_units(channels: int, reduction: int) -> int:
     return max(1, channels // reduction)
 
 
-def se_parameter_count(channels: int, reduction: int) -> int:
-    """Reference answer of exercise 1: parameters of ``SEBlock(channels, reduction)`` (two Linear layers + biases)."""
-    hidden = se_hidden_units(channels, reduction)
+@EXERCISES.solution(1)
+def se_params(channels: int, reduction: int) -> int:
+    """Parameters of SEBlock(channels, reduction): W1 (C/r x C) + b1 (C/r) + W2 (C x C/r) + b2 (C)."""
+    hidden = max(1, channels // reduction)
     return channels * hidden + hidden + hidden * channels + channels
 
 
+@EXERCISES.checker(1, "write se_params(channels, reduction) returning the parameter count of an SE block")
 def check_se_params(fn: Callable[[int, int], int]) -> None:
     """Check the learner's ``fn(channels, reduction) -> int`` SE parameter count.
 
@@ -34,7 +46,7 @@ def check_se_params(fn: Callable[[int, int], int]) -> None:
         AssertionError: with a hint, on the first (channels, reduction) where ``fn`` is wrong.
     """
     for channels, reduction in SE_CASES:
-        expected = se_parameter_count(channels, reduction)
+        expected = se_params(channels, reduction)
         assert expected == count_parameters(SEBlock(channels, reduction)), "reference out of date: report a bug"
         got = fn(channels, reduction)
         assert got is not None, "your function returns None: end it with `return ...`"
@@ -48,18 +60,16 @@ def check_se_params(fn: Callable[[int, int], int]) -> None:
         assert int(got) == got and int(got) == expected, (
             f"for C={channels}, r={reduction} you returned {got}, expected {expected}: W1 is C x C/r, W2 is C/r x C, "
             "plus one bias per output unit, with C/r = max(1, C // r)")
-    print("Correct: an SE block costs about 2C²/r parameters, tiny next to a 3x3 convolution's 9C².")
+    EXERCISES.passed(1, "an SE block costs about 2C²/r parameters, tiny next to a 3x3 convolution's 9C².")
 
 
-def receptive_field(depth: int) -> int:
-    """Reference answer of exercise 2: receptive field (pixels) of one bottleneck pixel of ``SEUNet(depth=depth)``.
+@EXERCISES.solution(2)
+def bottleneck_rf(depth: int) -> int:
+    """Receptive field (pixels) of one bottleneck pixel of SEUNet(depth=depth), convolutions and pools only.
 
-    Only the convolutions and poolings count (the SE blocks' global average would make it the whole image).
-    Walk the layers with ``r <- r + (k - 1) * j`` then ``j <- j * s``: each ConvBlock is two 3x3 convolutions
+    Walk the layers with r <- r + (k - 1) * j, then j <- j * stride: each ConvBlock is two 3x3 convolutions
     (stride 1), each 2x2 max pool has stride 2, and the bottleneck ConvBlock follows the last pool.
     """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
     r, j = 1, 1
     for _ in range(depth):
         r += 2 * (3 - 1) * j  # ConvBlock: two 3x3 convolutions
@@ -68,14 +78,15 @@ def receptive_field(depth: int) -> int:
     return r + 2 * (3 - 1) * j  # bottleneck ConvBlock
 
 
-def check_receptive_field(fn: Callable[[int], int]) -> None:
+@EXERCISES.checker(2, "write bottleneck_rf(depth) returning the receptive field of one bottleneck pixel")
+def check_bottleneck_rf(fn: Callable[[int], int]) -> None:
     """Check the learner's ``fn(depth) -> int`` bottleneck receptive field for depths 1 to 5.
 
     Raises:
         AssertionError: with a hint, on the first depth where ``fn`` is wrong.
     """
     for depth in range(1, 6):
-        expected = receptive_field(depth)
+        expected = bottleneck_rf(depth)
         got = fn(depth)
         assert got is not None, "your function returns None: end it with `return ...`"
         no_pool = expected - (2**depth - 1)
@@ -88,8 +99,17 @@ def check_receptive_field(fn: Callable[[int], int]) -> None:
                                  "pool (two more 3x3 convolutions at the final jump)")
         assert got == expected, (f"depth={depth}: you returned {got}, expected {expected}. Start from r=1, j=1; "
                                  "for each layer r <- r + (k - 1) * j, then j <- j * stride")
-    print(f"Correct: depth 4 sees {receptive_field(4)} pixels per bottleneck pixel; depth 5 sees "
-          f"{receptive_field(5)}.")
+    EXERCISES.passed(2, f"depth 4 sees {bottleneck_rf(4)} pixels per bottleneck pixel; depth 5 sees "
+                        f"{bottleneck_rf(5)}.")
+
+
+@EXERCISES.solution(3)
+def se_forward(u: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+               b2: torch.Tensor) -> torch.Tensor:
+    """SE forward pass for u (N, C, H, W) with nn.Linear-shaped weights: squeeze, excite, scale."""
+    z = u.mean(dim=(2, 3))                                    # squeeze: (N, C)
+    s = torch.sigmoid(torch.relu(z @ w1.T + b1) @ w2.T + b2)  # excitation: (N, C), each in (0, 1)
+    return u * s[:, :, None, None]                            # scale every channel
 
 
 def _se_reference(u: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
@@ -104,6 +124,7 @@ def _se_reference(u: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
         return block(u)
 
 
+@EXERCISES.checker(3, "write se_forward(u, w1, b1, w2, b2) returning the rescaled features (N, C, H, W)")
 def check_se_forward(fn: Callable[..., torch.Tensor]) -> None:
     """Check the learner's ``fn(u, w1, b1, w2, b2) -> tensor`` SE forward pass on random inputs.
 
@@ -138,4 +159,4 @@ def check_se_forward(fn: Callable[..., torch.Tensor]) -> None:
     assert torch.allclose(got, expected, atol=1e-5), (
         "values differ from SEBlock: z = u.mean(dim=(2, 3)); s = sigmoid(relu(z @ w1.T + b1) @ w2.T + b2); "
         "return u * s[:, :, None, None]")
-    print("Correct: your SE forward pass matches helpers.models.SEBlock.")
+    EXERCISES.passed(3, "your SE forward pass matches helpers.models.SEBlock.")
