@@ -24,7 +24,7 @@ from helpers.models import (
     load_model,
     save_checkpoint,
 )
-from helpers.models import factory
+from helpers.models import factory, pretrained
 
 #: The smallest widths each model allows, so every test runs in a fraction of a second.
 TINY = {
@@ -123,8 +123,14 @@ def test_aspp_branches_and_parameter_count():
 
 
 def test_aspp_trains_with_a_single_image_batch():
+    """The last batch of an epoch can hold one image: the image-level branch (a 1x1 map) must still train."""
     model = ResNetUNetASPP(encoder_name="resnet18", decoder_channels=(8, 8, 8, 8, 8), aspp_channels=8).train()
-    model(torch.randn(1, 3, 64, 64)).sum().backward()  # 1/32 map is 2x2; the pooled branch 1x1
+    out = model(torch.randn(1, 3, 64, 64))  # 1/32 map is 2x2; the pooled branch 1x1
+    out.sum().backward()
+    assert out.shape == (1, 1, 64, 64) and torch.isfinite(out).all()
+    pooled = [m for m in model.modules() if type(m).__name__ == "ASPPPooling"]
+    assert len(pooled) == 1 and pooled[0].conv.weight.grad is not None
+    assert torch.isfinite(pooled[0].conv.weight.grad).all() and pooled[0].conv.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -242,8 +248,8 @@ def offline(monkeypatch):
         calls.append(filename)
         raise OSError(f"cannot download {repo_id}/{filename}")
 
-    monkeypatch.setattr(factory, "_FETCH_FAILED", set())
-    monkeypatch.setattr(factory, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(pretrained, "_FETCH_FAILED", set())
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(smp.encoders, "hf_hub_download", failing_download)
     return calls
 
@@ -270,8 +276,8 @@ def test_unreachable_hub_is_not_contacted(monkeypatch):
     def must_not_download(*args, **kwargs):
         raise AssertionError("download attempted although the Hub is unreachable")
 
-    monkeypatch.setattr(factory, "_FETCH_FAILED", set())
-    monkeypatch.setattr(factory, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pretrained, "_FETCH_FAILED", set())
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(smp.encoders, "hf_hub_download", must_not_download)
     with pytest.warns(PretrainedWeightsWarning, match="cannot be reached"):
         assert not tiny("smp_unet", pretrained=True).pretrained
@@ -284,7 +290,7 @@ def test_pretrained_weights_are_loaded_when_available(tmp_path, monkeypatch):
     reference = smp.encoders.get_encoder(TINY["smp_unet"]["encoder_name"], weights=None)
     weights_file = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, weights_file)
-    monkeypatch.setattr(factory, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(smp.encoders, "hf_hub_download", lambda repo_id, filename, **kw: str(weights_file))
     model = tiny("smp_unet", pretrained=True)
     assert model.pretrained
@@ -308,12 +314,12 @@ def test_cached_weights_load_without_the_network(tmp_path, monkeypatch):
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, snapshot / "model.safetensors")
     (snapshot / "config.json").write_text("{}")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(factory, "_FETCH_FAILED", set())
+    monkeypatch.setattr(pretrained, "_FETCH_FAILED", set())
 
     def no_network(timeout=3.0):
         raise AssertionError("the Hub was probed although the weights are cached")
 
-    monkeypatch.setattr(factory, "_hub_reachable", no_network)
+    monkeypatch.setattr(pretrained, "hub_reachable", no_network)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PretrainedWeightsWarning)
         model = tiny("smp_unet", pretrained=True)

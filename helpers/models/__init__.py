@@ -2,23 +2,13 @@
 
 * :mod:`.se_unet`: ``SEBlock``, ``ConvBlock``, ``SEUNet`` (notebook 02, trained from scratch);
 * :mod:`.resnet_unet_aspp`: ``ASPP``, ``ResNetUNetASPP`` (notebook 03, ResNet encoder + ASPP + U-Net decoder);
-* :mod:`.factory`: ``build_model(name)`` for those two and every smp architecture, ``save_checkpoint``,
-  ``load_checkpoint``, ``load_model``, ``count_parameters``.
+* :mod:`.factory`: ``build_model(name)`` for those two and every smp architecture, ``count_parameters``;
+* :mod:`.pretrained`: ImageNet encoder weights from the Hugging Face Hub, with the offline fallback;
+* :mod:`.checkpoint`: ``save_checkpoint``, ``load_checkpoint``, ``load_model``.
 """
-from .factory import (
-    CHECKPOINT_FORMAT,
-    MODEL_NAMES,
-    CheckpointError,
-    PretrainedWeightsError,
-    PretrainedWeightsWarning,
-    SegmentationNet,
-    available_models,
-    build_model,
-    count_parameters,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
+from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .factory import MODEL_NAMES, SegmentationNet, available_models, build_model, count_parameters
+from .pretrained import PretrainedWeightsError, PretrainedWeightsWarning
 from .resnet_unet_aspp import ASPP, ResNetUNetASPP, crop_to, pad_to_multiple
 from .se_unet import ConvBlock, SEBlock, SEUNet
 
