@@ -15,13 +15,12 @@ Images are 4:3 like HAM10000's 600x450: ``W = size``, ``H = round(0.75 * size)``
 ``numpy.random.default_rng(seed)``, so a seed always gives the same pair on any machine.
 
 Public API: :func:`generate_pair`, :func:`sample_seed`, :func:`write_dataset`, :func:`ensure_synthetic`,
-:data:`DEFAULT_SMOKE`, :data:`DEFAULT_FULL`.
+:data:`DEFAULT_SMOKE`, :data:`DEFAULT_FULL`. Introduced in notebook 01 (``01_data_exploration``), whose data it is
+unless ``SKINSEG_DATA`` points elsewhere.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -30,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import config
+from .io import atomic_write, mask_name, write_mask
 
 #: Dataset sizes :func:`helpers.data.course_splits` uses in smoke mode and in the full recipe.
 DEFAULT_SMOKE: dict[str, int] = dict(n=40, size=192)
@@ -322,7 +322,7 @@ def write_dataset(out: Path | str, n: int, size: int = 256, seed: int = 0, *, pr
         image, mask = generate_pair(sample_seed(seed, i), size)
         image_id = sample_id(i)
         Image.fromarray(image).save(out / "images" / f"{image_id}.jpg", quality=JPEG_QUALITY)
-        Image.fromarray(mask * 255).save(out / "masks" / f"{image_id}_segmentation.png")
+        write_mask(out / "masks" / mask_name(image_id), mask)
         ids.append(image_id)
     return ids
 
@@ -340,7 +340,7 @@ def _is_complete(path: Path, n: int, size: int, seed: int) -> bool:
     if {k: manifest.get(k) for k in _manifest(n, size, seed)} != _manifest(n, size, seed):
         return False
     return all((path / "images" / f"{sample_id(i)}.jpg").is_file()
-               and (path / "masks" / f"{sample_id(i)}_segmentation.png").is_file() for i in range(n))
+               and (path / "masks" / mask_name(sample_id(i))).is_file() for i in range(n))
 
 
 def ensure_synthetic(n: int, size: int, seed: int = 0, root: Path | None = None) -> Path:
@@ -359,19 +359,12 @@ def ensure_synthetic(n: int, size: int, seed: int = 0, root: Path | None = None)
     if _is_complete(path, n, size, seed):
         return path
     print(f"Drawing the synthetic dataset ({n} images, {size}px) into {path} (once; later runs reuse it)")
-    tmp = base / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_dataset(tmp, n, size, seed)
-    (tmp / "manifest.json").write_text(json.dumps(_manifest(n, size, seed), indent=2) + "\n", encoding="utf-8")
-    if path.exists():
-        if _is_complete(path, n, size, seed):  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-            return path
-        shutil.rmtree(path)
     try:
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:  # a killed run leaves no half-drawn dataset at `path`
+            write_dataset(tmp, n, size, seed)
+            (tmp / "manifest.json").write_text(json.dumps(_manifest(n, size, seed), indent=2) + "\n",
+                                               encoding="utf-8")
     except OSError:  # another process renamed its copy in between
-        shutil.rmtree(tmp, ignore_errors=True)
         if not _is_complete(path, n, size, seed):
             raise
     return path
