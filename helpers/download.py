@@ -5,15 +5,21 @@
 
 * ``HAM10000_images_part_1.zip`` and ``HAM10000_images_part_2.zip`` (10,015 JPEG images, about 5 GB)
 * ``HAM10000_segmentations_lesion_tschandl.zip`` (the lesion masks, 11 MB)
+* ``HAM10000_metadata.csv`` (one row per image: ``image_id``, ``lesion_id``, diagnosis, ``dataset`` source...),
+  kept beside the image folders; :func:`helpers.data.course_splits` then splits by ``lesion_id``, so no lesion
+  photographed twice sits in two splits. Dataverse "ingests" this CSV and serves a re-exported TSV by default;
+  ``?format=original`` asks for the original bytes, which the published MD5 describes.
 
 ``download_dataset("isic2018", root)`` fetches ISIC 2018 Task 1 (Codella et al., arXiv:1902.03368; CC-0 / CC-BY-NC)
 from https://isic-challenge-data.s3.amazonaws.com/2018/: Training (2,594 pairs, 11 GB of images), Validation
 (100 pairs) and Test (1,000 pairs) inputs and ground truth.
 
-Each archive goes to ``<root>/<name>/archives/<file>.part`` first, resumes with an HTTP Range request after an
+Each file goes to ``<root>/<name>/archives/<file>.part`` first, resumes with an HTTP Range request after an
 interruption (just run again), is checked against the size and checksum in :data:`REGISTRY` (or, where none is
-published, against the server's Content-Length), then renamed and extracted. A second call finds everything in
-place and does no request. Command line: ``python -m helpers.data download {ham10000,isic2018} --out DIR``.
+published, against the server's Content-Length), then renamed and extracted (archives, then deleted) or moved into
+place (plain files). A second call finds everything in place and does no request. Introduced in notebook 01
+(``01_data_exploration``, "use real data"). Command line: ``python -m helpers.data download {ham10000,isic2018}
+--out DIR``.
 """
 from __future__ import annotations
 
@@ -37,7 +43,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .data import DatasetError
+from .io import DatasetError, atomic_write, write_text_atomic
+from .layouts import HAM_METADATA, LAYOUTS, ISIC2018_SUBSETS, scan
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +67,10 @@ class Resource:
     """One downloadable archive.
 
     Attributes:
-        filename: the archive's file name (also its name on Dataverse).
+        filename: the file's name (also its name on Dataverse).
         url: where to get it; None means "look its id up in the Dataverse record ``doi`` by file name".
-        extract_to: the folder the archive's files must end up in, under the dataset folder.
+        extract_to: the folder the archive's files must end up in, under the dataset folder; None for a plain
+            file (not an archive), which is moved to ``<dataset folder>/<filename>``.
         size: expected size in bytes, or None to trust the server's Content-Length.
         sha256, md5: published checksums (hex), or None when unknown.
         source: where the size / checksum values come from.
@@ -71,7 +79,7 @@ class Resource:
 
     filename: str
     url: str | None
-    extract_to: str
+    extract_to: str | None
     size: int | None = None
     sha256: str | None = None
     md5: str | None = None
@@ -94,6 +102,11 @@ REGISTRY: dict[str, list[Resource]] = {
         Resource("HAM10000_segmentations_lesion_tschandl.zip", None, "HAM10000_segmentations_lesion_tschandl",
                  size=10_808_743, md5="6e8d252e09cfdb0189199f15985a5b84",
                  source="Dataverse record v4.0 (size and MD5); file id looked up at run time", doi=HAM10000_DOI),
+        Resource(HAM_METADATA, f"{DATAVERSE_SERVER}/api/access/datafile/4338392?format=original", None,
+                 size=690_218, md5="8f85fb1aa29d80a2797247e434deb79d",
+                 source="Dataverse file id 4338392 and the MD5 of the original CSV as Dataverse publishes it (cited "
+                        "by public HAM10000 projects); size of the original, not of Dataverse's re-exported TSV",
+                 doi=HAM10000_DOI),
     ],
     "isic2018": [
         Resource("ISIC2018_Task1-2_Training_Input.zip", f"{ISIC2018_BASE}/ISIC2018_Task1-2_Training_Input.zip",
@@ -117,8 +130,9 @@ REGISTRY: dict[str, list[Resource]] = {
                  sha256="2e8f6edce454a5bdee52485e39f92bd6eddf357e81f39018d05512175238ef82", source=_ISIC_SRC),
     ],
 }
-#: The layout each dataset is extracted into (see :func:`helpers.data.detect_layout`).
+#: The layout each dataset is extracted into (see :func:`helpers.layouts.detect_layout`).
 LAYOUT = {"ham10000": "ham10000", "isic2018": "isic2018"}
+assert set(LAYOUT.values()) <= set(LAYOUTS)
 
 
 # --------------------------------------------------------------------------------------------------- download
@@ -168,7 +182,7 @@ def _stamp_path(dest: Path) -> Path:
 def _write_stamp(dest: Path, expected: dict[str, str | int | None]) -> None:
     st = dest.stat()
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **{k: v for k, v in expected.items() if v}}
-    _stamp_path(dest).write_text(json.dumps(stamp), encoding="utf-8")
+    write_text_atomic(_stamp_path(dest), json.dumps(stamp))
 
 
 def _cached(dest: Path, expected: dict[str, str | int | None], chunk: int) -> bool:
@@ -244,7 +258,9 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None 
     Bytes go to ``dest + ".part"``; an interrupted download resumes from it with an HTTP Range request (or
     restarts if the server ignores Range), retrying up to ``retries`` times. The finished file is checked
     against ``size`` (bytes) and the given checksums (hex), then renamed to ``dest``. If ``dest`` already exists
-    and matches, nothing is requested.
+    and matches, nothing is requested. The ``.part`` file is not :func:`helpers.io.atomic_write`'s temporary
+    file on purpose: it has a fixed name and survives a failure, so the next call can resume from it (an
+    atomic write throws its temporary away); ``dest`` still only ever appears complete and verified.
 
     Raises:
         DownloadError: the bytes do not match ``size`` / ``sha256`` / ``md5`` (the .part is deleted; the message
@@ -367,14 +383,8 @@ def extract_into(archive: str | os.PathLike[str], folder: str | os.PathLike[str]
         DownloadError: see :func:`extract`.
     """
     archive, folder = Path(archive), Path(folder)
-    tmp = folder.with_name(f".extracting-{folder.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_write(folder) as tmp:
         extract(archive, tmp, strip=_single_top_folder(archive))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -435,16 +445,14 @@ def _check_disk(folder: Path, resources: Iterable[Resource]) -> None:
 
 def _set_aside_unpaired(folder: Path, layout: str) -> int:
     """Move images without a mask and masks without an image to ``folder/unpaired/`` (logged); return how many."""
-    from .data import _scan  # the same discovery the course uses
-
-    subsets = ("training", "validation", "test") if layout == "isic2018" else ("training",)
+    subsets = ISIC2018_SUBSETS if layout == "isic2018" else ("training",)
     moved = 0
     for subset in subsets:
         try:
-            scan = _scan(folder, layout, subset)
+            found = scan(folder, layout, subset)  # the same discovery the course uses
         except DatasetError:
             continue  # this subset is not part of the download
-        for path in scan.images_without_mask + scan.masks_without_image:
+        for path in found.images_without_mask + found.masks_without_image:
             target = folder / "unpaired" / path.parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
@@ -454,21 +462,20 @@ def _set_aside_unpaired(folder: Path, layout: str) -> int:
     return moved
 
 
-def download_dataset(name: str, root: str | os.PathLike[str], *, keep_archives: bool = False,
-                     progress: bool = True, server: str = DATAVERSE_SERVER) -> Path:
+def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool = True,
+                     server: str = DATAVERSE_SERVER) -> Path:
     """Download and extract a public dataset into ``<root>/<name>/`` and return that folder.
 
     Args:
         name: ``"ham10000"`` or ``"isic2018"`` (see the module docstring for what each contains).
         root: parent folder, e.g. :func:`helpers.config.data_dir`.
-        keep_archives: keep the verified zips in ``<root>/<name>/archives/`` after extraction (default: delete
-            them to halve the disk use; a marker file remembers they were verified and extracted).
         progress: show tqdm progress bars.
         server: Dataverse server for file-id look-ups (tests point it at a local server).
 
     Returns:
-        The dataset folder, in the layout :func:`helpers.data.discover_pairs` reads; files without a partner
-        (if the archives hold any) are moved to its ``unpaired/`` sub-folder.
+        The dataset folder, in the layout :func:`helpers.layouts.discover_pairs` reads; files without a partner
+        (if the archives hold any) are moved to its ``unpaired/`` sub-folder. Verified archives are deleted after
+        extraction (halving the disk use); a marker file ``.extracted-<file>`` remembers they were verified.
 
     Raises:
         ValueError: unknown ``name``.
@@ -485,13 +492,14 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, keep_archives: 
         resource = resolve(resource, server)
         archive = download_file(resource.url, archives / resource.filename, sha256=resource.sha256,
                                 md5=resource.md5, size=resource.size, progress=progress)
-        extract_into(archive, folder / resource.extract_to)
-        (folder / f".extracted-{resource.filename}").write_text(json.dumps(
-            {"url": resource.url, "sha256": resource.sha256, "md5": resource.md5, "size": resource.size}),
-            encoding="utf-8")
-        if not keep_archives:
+        if resource.extract_to is None:
+            os.replace(archive, folder / resource.filename)
+        else:
+            extract_into(archive, folder / resource.extract_to)
             archive.unlink()
-            _stamp_path(archive).unlink(missing_ok=True)
+        _stamp_path(archive).unlink(missing_ok=True)
+        write_text_atomic(folder / f".extracted-{resource.filename}", json.dumps(
+            {"url": resource.url, "sha256": resource.sha256, "md5": resource.md5, "size": resource.size}))
     if todo:
         _set_aside_unpaired(folder, LAYOUT[name])
     return folder

@@ -6,7 +6,9 @@ Both folders hold ``<id>_segmentation.png`` masks (single channel, 0/255). Print
 metrics (mean over images, with std and median) as a table, or one JSON object with ``--json``; the
 per-image scores go to a CSV with ``--per-image``. The numbers equal the official scorer's
 (``isic-challenge-scoring segmentation TRUTH PRED``); ``threshold_jaccard`` is the ISIC 2018 ranking score.
-All the logic is :func:`helpers.metrics.evaluate_folders`.
+All the logic is :func:`helpers.metrics.evaluate_folders`; masks are read with the one mask rule
+(:func:`helpers.io.read_mask`), so a 0/1, colour or alpha-only mask is refused with its name and the fix
+instead of scoring 0. Introduced in notebook 05 (``05_evaluation``).
 """
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ def write_mask(path: str | os.PathLike[str], mask: np.ndarray) -> Path:
         raise ValueError(f"mask for {path} holds values {np.unique(arr)[:5].tolist()}...: pass a bool or 0/1 "
                          "mask (threshold probabilities first, e.g. probs > 0.5)")
     with atomic_write(path) as tmp:
-        Image.fromarray(arr.astype(np.uint8) * 255, mode="L").save(tmp, format="PNG")
+        Image.fromarray(arr.astype(np.uint8) * 255).save(tmp, format="PNG")  # 2-D uint8: mode L
     return Path(path)
 
 

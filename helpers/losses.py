@@ -1,15 +1,18 @@
 """Losses for binary lesion segmentation: BCE, soft Dice, BCE + Dice and Tversky, on ``(N, 1, H, W)`` logits.
 
+Introduced in notebook 02 (``02_se_unet_from_scratch``, the first training step); notebook 04 compares them.
+
 Every loss takes raw **logits** ``(N, 1, H, W)`` and a float target of the same shape in {0, 1}, and returns a
 scalar tensor. The region losses (Dice, Tversky) are computed **per image, then averaged over the batch**,
 so a small lesion counts as much as a large one (the same macro view as the ISIC metric), and they stay
 finite and smooth on images whose target is empty thanks to the ``smooth`` term:
 
 * Dice loss: ``1 - (2 TP + s) / (|P| + |T| + s)`` with soft counts ``TP = sum(p t)``, ``|P| = sum(p)``,
-  ``|T| = sum(t)``, ``p = sigmoid(logits)`` (:func:`helpers.metrics.soft_dice`).
-* Tversky loss: ``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` (:func:`helpers.metrics.soft_tversky`);
+  ``|T| = sum(t)``, ``p = sigmoid(logits)`` (:func:`soft_dice`).
+* Tversky loss: ``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` (:func:`soft_tversky`);
   ``beta > alpha`` penalises missed lesion pixels more, trading precision for recall.
 * BCE (``torch.nn.BCEWithLogitsLoss``) is pixel-wise: the mean over all pixels of the batch.
+* BCE + Dice: ``0.5 BCE + 0.5 Dice``.
 
 ``build_loss(name)`` is what training code calls. The formulas match smp's ``DiceLoss``/``TverskyLoss``
 (``mode="binary"``) on a batch of one image; smp pools the whole batch instead (``tests/test_losses.py``).
@@ -21,10 +24,65 @@ from typing import Any
 import torch
 from torch import nn
 
-from .metrics import soft_dice, soft_tversky
-
 #: Names accepted by :func:`build_loss`.
 LOSS_NAMES: tuple[str, ...] = ("bce", "dice", "bce+dice", "tversky")
+
+
+def _soft_counts(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft ``(TP, FP, FN)`` per image: ``sum(p t)``, ``sum(p (1 - t))``, ``sum((1 - p) t)``, each ``(N,)``."""
+    if probs.shape != target.shape:
+        raise ValueError(f"probabilities shape {tuple(probs.shape)} differs from target shape {tuple(target.shape)}")
+    n = probs.shape[0]
+    p = probs.reshape(n, -1)
+    t = target.to(probs.dtype).reshape(n, -1)
+    tp = (p * t).sum(1)
+    return tp, p.sum(1) - tp, t.sum(1) - tp
+
+
+def soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Differentiable Dice per image: ``(2 sum(p t) + s) / (sum(p) + sum(t) + s)``.
+
+    Args:
+        probs: ``(N, 1, H, W)`` probabilities in [0, 1] (``sigmoid(logits)``).
+        target: same shape, float in {0, 1}.
+        smooth: ``s`` above, >= 0; keeps empty masks finite (an empty truth predicted empty scores 1).
+
+    Returns:
+        ``(N,)`` tensor; with hard 0/1 ``probs`` and ``smooth=0`` it is the Dice of
+        :func:`helpers.metrics.image_scores` (except for 0/0, which gives 0 here instead of 1).
+
+    Raises:
+        ValueError: shapes differ, or ``smooth < 0``.
+    """
+    if smooth < 0:
+        raise ValueError(f"smooth must be >= 0, got {smooth}")
+    tp, fp, fn = _soft_counts(probs, target)
+    return (2 * tp + smooth) / (2 * tp + fp + fn + smooth).clamp_min(1e-7)
+
+
+def soft_tversky(probs: torch.Tensor, target: torch.Tensor, alpha: float, beta: float,
+                 smooth: float = 1.0) -> torch.Tensor:
+    """Differentiable Tversky index per image: ``(TP + s) / (TP + alpha FP + beta FN + s)``.
+
+    Soft counts ``TP = sum(p t)``, ``FP = sum(p (1 - t))``, ``FN = sum((1 - p) t)`` over each image's pixels
+    (Salehi et al. 2017, arXiv:1706.05721). ``alpha`` weighs false positives, ``beta`` false negatives;
+    ``alpha = beta = 0.5`` gives Dice with smoothing ``2 s`` (``soft_dice(p, t, 2 * s)``).
+
+    Args:
+        probs, target: ``(N, 1, H, W)`` (or ``(N, H, W)``) probabilities and {0, 1} float targets.
+        alpha, beta: non-negative weights.
+        smooth: ``s`` above, >= 0.
+
+    Returns:
+        ``(N,)`` tensor in [0, 1].
+
+    Raises:
+        ValueError: shapes differ, or negative ``alpha``, ``beta`` or ``smooth``.
+    """
+    if min(alpha, beta, smooth) < 0:
+        raise ValueError(f"alpha, beta and smooth must be >= 0, got {alpha}, {beta}, {smooth}")
+    tp, fp, fn = _soft_counts(probs, target)
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-7)
 
 
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,31 +156,23 @@ class TverskyLoss(nn.Module):
 
 
 class BCEDiceLoss(nn.Module):
-    """``bce_weight * BCE + (1 - bce_weight) * Dice``: pixel-wise calibration plus a region-overlap term.
+    """``0.5 BCE + 0.5 Dice``: pixel-wise calibration plus a region-overlap term, weighed equally.
 
     Args:
-        bce_weight: in [0, 1]; 0.5 weighs both equally (0 is a pure Dice loss, 1 pure BCE).
         smooth: the Dice loss's smoothing.
-        pos_weight: optional BCE weight of lesion pixels (see ``torch.nn.BCEWithLogitsLoss``).
 
     Shape:
         logits ``(N, 1, H, W)``, target ``(N, 1, H, W)`` float in {0, 1} -> scalar.
     """
 
-    def __init__(self, bce_weight: float = 0.5, smooth: float = 1.0, pos_weight: float | None = None) -> None:
+    def __init__(self, smooth: float = 1.0) -> None:
         super().__init__()
-        if not 0.0 <= bce_weight <= 1.0:
-            raise ValueError(f"bce_weight must be in [0, 1], got {bce_weight}")
-        self.bce_weight = float(bce_weight)
-        self.bce = _bce(pos_weight)
+        self.bce = _CheckedBCE()
         self.dice = DiceLoss(smooth)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits, target = _check_inputs(logits, target)
-        return self.bce_weight * self.bce(logits, target) + (1.0 - self.bce_weight) * self.dice(logits, target)
-
-    def extra_repr(self) -> str:
-        return f"bce_weight={self.bce_weight}"
+        return 0.5 * self.bce(logits, target) + 0.5 * self.dice(logits, target)
 
 
 class _CheckedBCE(nn.BCEWithLogitsLoss):
@@ -132,20 +182,11 @@ class _CheckedBCE(nn.BCEWithLogitsLoss):
         return super().forward(*_check_inputs(logits, target))
 
 
-def _bce(pos_weight: float | None = None) -> nn.BCEWithLogitsLoss:
-    """Pixel-wise BCE on logits (mean over all pixels), optionally weighting lesion pixels by ``pos_weight``."""
-    if pos_weight is None:
-        return _CheckedBCE()
-    if pos_weight <= 0:
-        raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
-    return _CheckedBCE(pos_weight=torch.tensor([float(pos_weight)]))
-
-
 def build_loss(name: str, **kwargs: Any) -> nn.Module:
     """The loss module called ``name``, for ``(N, 1, H, W)`` logits and float targets.
 
     Args:
-        name: ``"bce"`` (pixel-wise ``BCEWithLogitsLoss``; kwargs: ``pos_weight``), ``"dice"`` (:class:`DiceLoss`),
+        name: ``"bce"`` (pixel-wise ``BCEWithLogitsLoss``), ``"dice"`` (:class:`DiceLoss`),
             ``"bce+dice"`` (:class:`BCEDiceLoss`), ``"tversky"`` (:class:`TverskyLoss`). Case and spaces are ignored.
         **kwargs: passed to that loss's constructor.
 
@@ -153,7 +194,7 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
         ValueError: unknown name (the message lists the known ones), or an invalid argument.
     """
     key = name.strip().lower().replace(" ", "")
-    factories = {"bce": _bce, "dice": DiceLoss, "bce+dice": BCEDiceLoss, "tversky": TverskyLoss}
+    factories = {"bce": _CheckedBCE, "dice": DiceLoss, "bce+dice": BCEDiceLoss, "tversky": TverskyLoss}
     if key not in factories:
         raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSS_NAMES)}")
     try:

@@ -1,9 +1,14 @@
 """Segmentation metrics with the ISIC 2018 Task 1 conventions, in NumPy (folders) and torch (validation).
 
+Introduced in notebook 01 (``01_data_exploration``: what an empty prediction scores); notebook 05
+(``05_evaluation``) uses all of it. Masks on disk are read with THE mask rule, :func:`helpers.io.read_mask`.
+
 The reference is the official scorer, ``isic-challenge-scoring`` (``isic_challenge_scoring/segmentation.py``);
 ``tests/test_metrics.py`` checks every figure here against it to 1e-9. Its conventions, which we follow:
 
 * A mask PNG is binarised as ``value > 128`` (so 0/255 masks read as expected; 128 itself is background).
+  Masks the scorer would silently misread (0/1, colour, alpha-only, soft) are refused by
+  :func:`helpers.io.read_mask` with a message naming the file and the fix.
 * Each image gets a confusion matrix (TP, FP, FN, TN over its pixels) and its own scores; the reported
   figure is the **macro average**: the plain mean over images, every image weighing the same.
 * ``jaccard = TP / (TP + FP + FN)`` and ``dice = 2 TP / (2 TP + FP + FN)``; when ``TP + FP + FN = 0``
@@ -27,20 +32,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+
+from .io import MASK_EXTENSION, MASK_SUFFIX, MASK_THRESHOLD, listing, read_mask
 
 #: Per-image metrics, in the order the tables show them.
 METRIC_NAMES: tuple[str, ...] = ("jaccard", "dice", "accuracy", "sensitivity", "specificity", "threshold_jaccard")
 #: Confusion-count columns of :func:`evaluate_folders`'s per-image table.
 COUNT_NAMES: tuple[str, ...] = ("tp", "fp", "fn", "tn")
-#: PNG mask values strictly above this are lesion (the official scorer's ``> 128``).
-PNG_THRESHOLD = 128
 #: Jaccard below this scores 0 in ``threshold_jaccard`` (ISIC 2018 Task 1).
 JACCARD_THRESHOLD = 0.65
 #: The ignore label of :func:`pixel_confusion_matrix` and :func:`pixel_classification_report`.
 IGNORE_LABEL = -1
-#: File-name suffix of ISIC masks: ``<id>_segmentation.png``.
-MASK_SUFFIX = "_segmentation.png"
 
 _CLASS_NAMES = {IGNORE_LABEL: "ignore (-1)", 0: "background (0)", 1: "lesion (1)"}
 
@@ -81,7 +83,7 @@ def binarize(array: np.ndarray, threshold: float | None = None) -> np.ndarray:
     if high > 255:
         raise ValueError(f"mask values go up to {high}: expected 0/1, 0/255 or probabilities; "
                          "pass an explicit threshold")
-    return arr > (0.5 if high <= 1 else PNG_THRESHOLD)
+    return arr > (0.5 if high <= 1 else MASK_THRESHOLD)
 
 
 def _as_bool(mask: np.ndarray, name: str) -> np.ndarray:
@@ -210,48 +212,19 @@ def summarize(per_image: pd.DataFrame | Sequence[Mapping[str, float]]) -> dict[s
 # --------------------------------------------------------------------------------------------------------
 # Folders of ISIC masks
 # --------------------------------------------------------------------------------------------------------
-def read_mask_png(path: str | Path) -> np.ndarray:
-    """Read a mask PNG as a bool ``(H, W)`` array, binarised at ``> 128`` like the official scorer.
-
-    Greyscale (``L``) and 1-bit images are read as they are. Colour or palette masks, which the official
-    scorer rejects, are converted to greyscale (luminance) first, so save single-channel masks for ISIC.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not an image, or is a 16/32-bit image whose scale is unknown.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
-                raise ValueError(f"mask {path.name} is a {image.mode} (16/32-bit) image: save masks as 8-bit "
-                                 "single-channel PNGs with values 0 and 255")
-            if image.mode != "L":
-                image = image.convert("L")
-            return np.asarray(image) > PNG_THRESHOLD
-    except (OSError, SyntaxError) as err:  # PIL's UnidentifiedImageError is an OSError
-        raise ValueError(f"cannot read mask {path}: {err}") from err
-
-
 def _mask_ids(folder: Path) -> dict[str, Path]:
     """``{id: path}`` for the ``<id>_segmentation.png`` files of ``folder``."""
-    return {p.name[: -len(MASK_SUFFIX)]: p for p in sorted(folder.glob(f"*{MASK_SUFFIX}"))}
-
-
-def _listing(ids: Sequence[str], limit: int = 10) -> str:
-    """A short, readable list of ids for error messages."""
-    shown = ", ".join(ids[:limit])
-    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+    ending = MASK_SUFFIX + MASK_EXTENSION
+    return {p.name[: -len(ending)]: p for p in sorted(folder.glob(f"*{ending}"))}
 
 
 def evaluate_folders(truth_dir: str | Path, pred_dir: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """Score a folder of predicted masks against a folder of ground-truth masks, like the ISIC scorer.
 
     Every ``<id>_segmentation.png`` in ``truth_dir`` needs a prediction of the same name in ``pred_dir``
-    (0/255 single-channel PNG of the same size); extra predictions are ignored.
+    (0/255 single-channel PNG of the same size); extra predictions are ignored. Both are read with
+    :func:`helpers.io.read_mask`, which equals the official scorer's reading on valid masks and refuses the
+    masks it would misread.
 
     Returns:
         ``(per_image, summary)``: a DataFrame indexed by ``id`` with the :data:`METRIC_NAMES` columns and
@@ -260,7 +233,8 @@ def evaluate_folders(truth_dir: str | Path, pred_dir: str | Path) -> tuple[pd.Da
     Raises:
         FileNotFoundError: a folder is missing.
         ValueError: no truth masks; predictions missing (all their ids are listed); a prediction whose
-            size differs from its truth (the file is named); an unreadable PNG.
+            size differs from its truth (the file is named); ``helpers.io.DatasetError`` (a ValueError) for an
+            unreadable PNG or a mask the mask rule refuses (0/1, colour, alpha-only, non-binary, 16-bit).
     """
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
     for label, folder in (("truth", truth_dir), ("prediction", pred_dir)):
@@ -268,16 +242,17 @@ def evaluate_folders(truth_dir: str | Path, pred_dir: str | Path) -> tuple[pd.Da
             raise FileNotFoundError(f"{label} folder {folder} does not exist")
     truths = _mask_ids(truth_dir)
     if not truths:
-        raise ValueError(f"no *{MASK_SUFFIX} masks in {truth_dir}: point --truth at the ground-truth mask folder")
+        raise ValueError(f"no *{MASK_SUFFIX}{MASK_EXTENSION} masks in {truth_dir}: point --truth at the "
+                         "ground-truth mask folder")
     preds = _mask_ids(pred_dir)
     missing = [i for i in truths if i not in preds]
     if missing:
         raise ValueError(f"{len(missing)} of {len(truths)} truth masks have no prediction in {pred_dir} "
-                         f"(expected <id>{MASK_SUFFIX}): {_listing(missing)}")
+                         f"(expected <id>{MASK_SUFFIX}{MASK_EXTENSION}): {listing(missing)}")
     rows = []
     for image_id, truth_path in truths.items():
-        truth = read_mask_png(truth_path)
-        pred = read_mask_png(preds[image_id])
+        truth = read_mask(truth_path).astype(bool)
+        pred = read_mask(preds[image_id]).astype(bool)
         if pred.shape != truth.shape:
             raise ValueError(f"prediction {preds[image_id]} is {pred.shape[1]}x{pred.shape[0]} (WxH) but its truth "
                              f"{truth_path.name} is {truth.shape[1]}x{truth.shape[0]}: predict at each image's "
@@ -369,7 +344,7 @@ def pixel_classification_report(preds: np.ndarray | Sequence[np.ndarray],
 
 
 # --------------------------------------------------------------------------------------------------------
-# Torch: validation scores per image, soft Dice
+# Torch: validation scores per image
 # --------------------------------------------------------------------------------------------------------
 def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
     """Raise ValueError unless logits and target are matching (N, 1, H, W) or (N, H, W) tensors."""
@@ -440,60 +415,3 @@ def batch_scores(logits: torch.Tensor, target: torch.Tensor, threshold: float = 
     arrays = [counts[k].cpu().numpy() for k in COUNT_NAMES]
     return {name: torch.from_numpy(np.asarray(value, dtype=np.float64))
             for name, value in scores_from_counts(*arrays).items()}
-
-
-def _soft_counts(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Soft ``(TP, FP, FN)`` per image: ``sum(p t)``, ``sum(p (1 - t))``, ``sum((1 - p) t)``, each ``(N,)``."""
-    if probs.shape != target.shape:
-        raise ValueError(f"probabilities shape {tuple(probs.shape)} differs from target shape {tuple(target.shape)}")
-    n = probs.shape[0]
-    p = probs.reshape(n, -1)
-    t = target.to(probs.dtype).reshape(n, -1)
-    tp = (p * t).sum(1)
-    return tp, p.sum(1) - tp, t.sum(1) - tp
-
-
-def soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Differentiable Dice per image: ``(2 sum(p t) + s) / (sum(p) + sum(t) + s)``.
-
-    Args:
-        probs: ``(N, 1, H, W)`` probabilities in [0, 1] (``sigmoid(logits)``).
-        target: same shape, float in {0, 1}.
-        smooth: ``s`` above, >= 0; keeps empty masks finite (an empty truth predicted empty scores 1).
-
-    Returns:
-        ``(N,)`` tensor; with hard 0/1 ``probs`` and ``smooth=0`` it is the Dice of :func:`image_scores`
-        (except for 0/0, which gives 0 here instead of 1).
-
-    Raises:
-        ValueError: shapes differ, or ``smooth < 0``.
-    """
-    if smooth < 0:
-        raise ValueError(f"smooth must be >= 0, got {smooth}")
-    tp, fp, fn = _soft_counts(probs, target)
-    return (2 * tp + smooth) / (2 * tp + fp + fn + smooth).clamp_min(1e-7)
-
-
-def soft_tversky(probs: torch.Tensor, target: torch.Tensor, alpha: float, beta: float,
-                 smooth: float = 1.0) -> torch.Tensor:
-    """Differentiable Tversky index per image: ``(TP + s) / (TP + alpha FP + beta FN + s)``.
-
-    Soft counts ``TP = sum(p t)``, ``FP = sum(p (1 - t))``, ``FN = sum((1 - p) t)`` over each image's pixels
-    (Salehi et al. 2017, arXiv:1706.05721). ``alpha`` weighs false positives, ``beta`` false negatives;
-    ``alpha = beta = 0.5`` gives Dice with smoothing ``2 s`` (``soft_dice(p, t, 2 * s)``).
-
-    Args:
-        probs, target: ``(N, 1, H, W)`` (or ``(N, H, W)``) probabilities and {0, 1} float targets.
-        alpha, beta: non-negative weights.
-        smooth: ``s`` above, >= 0.
-
-    Returns:
-        ``(N,)`` tensor in [0, 1].
-
-    Raises:
-        ValueError: shapes differ, or negative ``alpha``, ``beta`` or ``smooth``.
-    """
-    if min(alpha, beta, smooth) < 0:
-        raise ValueError(f"alpha, beta and smooth must be >= 0, got {alpha}, {beta}, {smooth}")
-    tp, fp, fn = _soft_counts(probs, target)
-    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(1e-7)

@@ -1,5 +1,7 @@
 """Albumentations pipelines for training and evaluation, ImageNet normalisation and its inverse.
 
+Introduced in notebook 01 (``01_data_exploration``, "what the model sees"); notebook 04 trains with them.
+
 Both pipelines take an ``(H, W, 3) uint8`` RGB image and an ``(H, W) uint8`` {0, 1} mask, resize them to a
 square ``img_size x img_size`` (images with area interpolation when shrinking, masks with nearest neighbour so
 they stay binary), normalise the image with the ImageNet mean and standard deviation (what pretrained encoders
@@ -34,7 +36,7 @@ def _check_size(img_size: int) -> None:
 def resize_transform(img_size: int) -> A.Resize:
     """Square resize to ``img_size``: area interpolation when shrinking images, nearest neighbour for masks.
 
-    The first step of both pipelines; :mod:`helpers.data`'s preprocessing cache applies exactly this, so a
+    The first step of both pipelines; :mod:`helpers.cache` (the preprocessing cache) applies exactly this, so a
     cached pair goes through the rest of the pipeline unchanged (resizing an ``S x S`` array to ``S`` is a no-op).
 
     Raises:

@@ -1,7 +1,9 @@
-"""helpers.data: readers, discovery in three layouts, bad inputs, splits, dataset, cache, loaders, checks, CLI."""
+"""helpers.data and the modules behind it: readers (io), discovery (layouts), splits, dataset, cache, loaders, CLI.
+
+The mask rule has its own tests in tests/test_io.py, ``check`` in tests/test_checks.py.
+"""
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 from pathlib import Path
@@ -11,12 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data
+from helpers import cache as cache_module
+from helpers import checks, data, layouts
 from helpers.data import DatasetError, Pair
 from helpers.transforms import eval_transforms, train_transforms
-
-REAL = Path("/work/shared/data/isic-real")
-
 
 def _pairs(n: int) -> list[Pair]:
     return [Pair(f"ID_{i:04d}", Path(f"/x/{i}.jpg"), Path(f"/x/{i}_segmentation.png")) for i in range(n)]
@@ -39,33 +39,6 @@ def test_read_image_converts_colour_modes_to_rgb(tmp_path, mode):
     out = data.read_image(path)
     assert out.shape == (6, 8, 3) and out.dtype == np.uint8
     assert np.all(np.abs(out[:, :4].astype(int) - 200) <= 2) and np.all(out[:, 4:] <= 2)
-
-
-@pytest.mark.parametrize("kind", ["01", "0255", "rgb_white", "rgb_red", "rgba", "palette", "bool", "16bit"])
-def test_read_mask_accepts_every_encoding(tmp_path, kind):
-    truth = np.zeros((5, 7), np.uint8)
-    truth[1:4, 2:6] = 1
-    images = {
-        "01": Image.fromarray(truth),
-        "0255": Image.fromarray(truth * 255),
-        "rgb_white": Image.fromarray(np.repeat(truth[:, :, None] * 255, 3, axis=2)),
-        "rgb_red": Image.fromarray(np.stack([truth * 255, truth * 0, truth * 0], axis=2)),
-        "rgba": Image.fromarray(np.stack([truth * 255] * 3 + [np.full_like(truth, 255)], axis=2)),
-        "palette": Image.fromarray(truth * 255).convert("P"),
-        "bool": Image.fromarray(truth.astype(bool)),
-        "16bit": Image.fromarray(truth.astype(np.uint16) * 65535),
-    }
-    path = tmp_path / "m.png"
-    images[kind].save(path)
-    out = data.read_mask(path)
-    assert out.dtype == np.uint8 and out.shape == (5, 7)
-    np.testing.assert_array_equal(out, truth)
-
-
-def test_read_mask_binarises_above_127(tmp_path):
-    values = np.array([[0, 100, 127, 128, 200, 255]], np.uint8)
-    Image.fromarray(values).save(tmp_path / "m.png")
-    np.testing.assert_array_equal(data.read_mask(tmp_path / "m.png"), [[0, 0, 0, 1, 1, 1]])
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing"])
@@ -113,23 +86,18 @@ def test_isic2018_subset_without_ground_truth_names_the_folder(isic2018_dir):
         data.discover_pairs(isic2018_dir, subset="train")
 
 
-def test_image_without_mask_raises_or_is_skipped_with_a_log(isic_dir, caplog):
+def test_image_without_mask_raises_naming_the_images(isic_dir):
     (isic_dir / "masks" / "ISIC_0000002_segmentation.png").unlink()
     (isic_dir / "masks" / "ISIC_0000005_segmentation.png").unlink()
     with pytest.raises(DatasetError, match="2 image.*ISIC_0000002.jpg, ISIC_0000005.jpg") as err:
         data.discover_pairs(isic_dir)
-    assert "on_missing='skip'" in str(err.value)
-    with caplog.at_level(logging.WARNING, logger="helpers.data"):
-        pairs = data.discover_pairs(isic_dir, on_missing="skip")
-    assert len(pairs) == 6 and "ISIC_0000002" not in {p.id for p in pairs}
-    assert "dropped 2 file(s)" in caplog.text and "ISIC_0000005.jpg" in caplog.text
+    assert "move the orphans out" in str(err.value)
 
 
 def test_mask_without_image_names_the_mask(isic_dir):
     (isic_dir / "images" / "ISIC_0000004.jpg").unlink()
     with pytest.raises(DatasetError, match="1 mask.*ISIC_0000004_segmentation.png"):
         data.discover_pairs(isic_dir)
-    assert len(data.discover_pairs(isic_dir, on_missing="skip")) == 7
 
 
 def test_long_lists_are_truncated_with_a_count(isic_dir, write_pair):
@@ -145,7 +113,7 @@ def test_duplicate_ids_raise_naming_both_files(isic_dir, ham_dir, write_pair):
         data.discover_pairs(isic_dir)
     write_pair(ham_dir / "HAM10000_images_part_2" / "ISIC_0024300.jpg", None, 0)
     with pytest.raises(DatasetError, match="HAM10000_images_part_1/ISIC_0024300.jpg and .*part_2/ISIC_0024300"):
-        data.discover_pairs(ham_dir, on_missing="skip")
+        data.discover_pairs(ham_dir)
 
 
 def test_empty_unknown_and_missing_folders(tmp_path):
@@ -214,6 +182,58 @@ def test_split_pairs_rejects_duplicate_ids():
         data.split_pairs(_pairs(5) + _pairs(2)[1:])
 
 
+def _fake_ham(root: Path, write_pair, n_lesions: int = 16) -> dict[str, str]:
+    """A HAM10000 folder whose lesions have 1-4 images each, with HAM10000_metadata.csv; returns {id: lesion}."""
+    groups, rows = {}, ["lesion_id,image_id,dx,dx_type,age,sex,localization,dataset"]
+    k = 0
+    for lesion in range(n_lesions):
+        for _ in range(1 + lesion % 4):
+            ident = f"ISIC_{24300 + k:07d}"
+            part = layouts.HAM_IMAGE_DIRS[k % 2]
+            write_pair(root / part / f"{ident}.jpg", root / layouts.HAM_MASK_DIR / f"{ident}_segmentation.png", k)
+            groups[ident] = f"HAM_{lesion:07d}"
+            rows.append(f"HAM_{lesion:07d},{ident},nv,histo,40.0,female,back,vidir_modern")
+            k += 1
+    (root / layouts.HAM_METADATA).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return groups
+
+
+def _lesions_in(splits: dict[str, list[Pair]], groups: dict[str, str]) -> dict[str, set[str]]:
+    return {name: {groups[p.id] for p in pairs} for name, pairs in splits.items()}
+
+
+def test_issue14_ham10000_splits_keep_each_lesion_in_one_split(tmp_path, write_pair):
+    groups = _fake_ham(tmp_path / "ham", write_pair)
+    splits = data.course_splits(tmp_path / "ham", seed=0)
+    lesions = _lesions_in(splits, groups)
+    assert not (lesions["train"] & lesions["val"] or lesions["train"] & lesions["test"] or lesions["val"] & lesions["test"])
+    assert sum(len(v) for v in splits.values()) == len(groups) and all(splits.values())
+    assert data.course_splits(tmp_path / "ham", seed=0) == splits  # deterministic
+    pairs = data.discover_pairs(tmp_path / "ham")
+    assert data.split_pairs(list(reversed(pairs)), seed=0, groups=groups) == splits  # order does not matter
+    # the fixture does exercise the leak: split by image, some lesion would sit in two splits
+    by_image = _lesions_in(data.split_pairs(pairs, seed=0), groups)
+    assert by_image["train"] & (by_image["val"] | by_image["test"])
+
+
+def test_metadata_csv_is_honoured_in_any_layout_and_checked(isic_dir):
+    ids = [p.id for p in data.discover_pairs(isic_dir)]
+    (isic_dir / "metadata.csv").write_text("image_id,lesion_id\n" + "".join(f"{i},L{k // 4}\n" for k, i in
+                                                                          enumerate(ids)), encoding="utf-8")
+    splits = data.course_splits(isic_dir)
+    assert sorted(len(v) for v in splits.values()) == [0, 4, 4]  # two lesions of four images: one split each
+    (isic_dir / "metadata.csv").write_text("image,lesion\nISIC_0000000,L0\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"metadata.csv has no column image_id, lesion_id .*image, lesion"):
+        data.course_splits(isic_dir)
+
+
+def test_group_split_fills_every_split_when_one_group_is_large():
+    pairs = _pairs(10)
+    groups = {p.id: "big" if i < 8 else p.id for i, p in enumerate(pairs)}
+    splits = data.split_pairs(pairs, groups=groups)
+    assert all(splits.values()) and len(splits["train"]) == 8
+
+
 def test_course_splits_on_a_single_folder(isic_dir):
     splits = data.course_splits(isic_dir, seed=1)
     assert [len(v) for v in splits.values()] == [6, 1, 1]
@@ -265,9 +285,8 @@ def test_course_splits_default_reads_skinseg_data_then_synthetic(isic_dir, tmp_p
     assert str(splits["train"][0].image).startswith(str(tmp_path / "home"))
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real ISIC data not present")
-def test_course_splits_on_real_isic_folder():
-    splits = data.course_splits(REAL)
+def test_course_splits_on_real_isic_folder(real_data_dir):
+    splits = data.course_splits(real_data_dir)
     assert {k: len(v) for k, v in splits.items()} == {"train": 1785, "val": 150, "test": 151}
     assert all(p.image.parent.parent.name == "holdout" for p in splits["test"])
 
@@ -300,13 +319,13 @@ def test_size_mismatch_names_both_files_and_sizes(isic_dir):
                                            r"ISIC_0000001.jpg is 48x36"):
         ds[1]
     with pytest.raises(DatasetError, match="ISIC_0000001_segmentation.png is 40x30"):
-        data.build_cache(ds.pairs, 32, isic_dir.parent / "cache", progress=False)
+        cache_module.build_cache(ds.pairs, 32, isic_dir.parent / "cache", progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------- cache
 def test_cache_matches_uncached_items_and_is_reused(isic_dir, tmp_path, monkeypatch):
     pairs = data.discover_pairs(isic_dir)
-    cache = data.build_cache(pairs, 24, tmp_path / "cache", progress=False)
+    cache = cache_module.build_cache(pairs, 24, tmp_path / "cache", progress=False)
     assert len(cache) == 8 and cache.img_size == 24
     cached = data.SegmentationDataset(pairs, eval_transforms(24), cache=cache)
     plain = data.SegmentationDataset(pairs, eval_transforms(24))
@@ -316,21 +335,21 @@ def test_cache_matches_uncached_items_and_is_reused(isic_dir, tmp_path, monkeypa
     def no_decoding(pair):
         raise AssertionError("a valid cache must not decode files")
 
-    monkeypatch.setattr(data, "load_pair", no_decoding)
-    again = data.build_cache(pairs, 24, tmp_path / "cache", progress=False)
+    monkeypatch.setattr(cache_module, "load_pair", no_decoding)
+    again = cache_module.build_cache(pairs, 24, tmp_path / "cache", progress=False)
     assert again.folder == cache.folder
     with pytest.raises(AssertionError):
-        data.build_cache(pairs, 16, tmp_path / "cache", progress=False)  # other size: new entry
+        cache_module.build_cache(pairs, 16, tmp_path / "cache", progress=False)  # other size: new entry
 
 
 def test_cache_rebuilds_when_a_file_changes(isic_dir, tmp_path, write_pair):
     pairs = data.discover_pairs(isic_dir)
-    cache = data.build_cache(pairs, 24, tmp_path / "cache", progress=False)
+    cache = cache_module.build_cache(pairs, 24, tmp_path / "cache", progress=False)
     before = cache[3][1].copy()
     write_pair(pairs[3].image, pairs[3].mask, seed=99)
     st = pairs[3].mask.stat()
     os.utime(pairs[3].mask, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    rebuilt = data.build_cache(pairs, 24, tmp_path / "cache", progress=False)
+    rebuilt = cache_module.build_cache(pairs, 24, tmp_path / "cache", progress=False)
     assert rebuilt.fingerprint != cache.fingerprint and rebuilt.folder == cache.folder
     assert not np.array_equal(rebuilt[3][1], before)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.folder.name]  # no stale or temp entries
@@ -338,14 +357,14 @@ def test_cache_rebuilds_when_a_file_changes(isic_dir, tmp_path, write_pair):
 
 def test_cache_pickles_without_arrays_and_checks_ids(isic_dir, tmp_path):
     pairs = data.discover_pairs(isic_dir)
-    cache = data.build_cache(pairs, 16, tmp_path / "cache", progress=False)
+    cache = cache_module.build_cache(pairs, 16, tmp_path / "cache", progress=False)
     cache[0]
     clone = pickle.loads(pickle.dumps(cache))
     assert len(pickle.dumps(cache)) < 2000 and np.array_equal(clone[7][0], cache[7][0])
     with pytest.raises(ValueError, match="other pairs"):
         data.SegmentationDataset(pairs[:4], None, cache=cache)
     with pytest.raises(DatasetError, match="empty"):
-        data.build_cache([], 16, tmp_path / "cache")
+        cache_module.build_cache([], 16, tmp_path / "cache")
 
 
 # -------------------------------------------------------------------------------------------------- loaders
@@ -379,8 +398,6 @@ def test_make_loaders_rejects_unusable_settings(isic_dir):
     pairs = data.discover_pairs(isic_dir)
     with pytest.raises(DatasetError, match="train split is empty"):
         data.make_loaders({"train": [], "val": pairs}, 32, 4, cache=False)
-    with pytest.raises(DatasetError, match="fewer than batch_size=16"):
-        data.make_loaders({"train": pairs}, 32, 16, cache=False, drop_last_train=True)
     with pytest.raises(ValueError, match="batch_size"):
         data.make_loaders({"train": pairs}, 32, 0, cache=False)
 
@@ -395,64 +412,12 @@ def test_default_num_workers(monkeypatch):
     assert data.default_num_workers() == 1
 
 
-# ---------------------------------------------------------------------------------------------- check + CLI
-def test_check_dataset_summarises_a_good_folder(ham_dir):
-    report = data.check_dataset(ham_dir, progress=False)
-    assert report.ok and report.n_pairs == 9 and report.layout == "ham10000"
-    assert report.image_sizes == {(48, 36): 9}
-    assert len(report.lesion_fractions) == 9 and 0 < min(report.lesion_fractions) < max(report.lesion_fractions) < 1
-    assert "9 pairs" in report.summary() and "48x36 (9)" in report.summary() and "OK" in report.summary()
-
-
-def _break_everything(root: Path) -> dict[str, str]:
-    """Damage an ISIC folder in every way check_dataset knows; returns {file name: expected reason}."""
-    (root / "images" / "ISIC_0000000.jpg").write_bytes(b"garbage")
-    (root / "masks" / "ISIC_0000001_segmentation.png").unlink()
-    Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "ISIC_0000002_segmentation.png")
-    Image.fromarray(np.full((36, 48), 100, np.uint8)).save(root / "masks" / "ISIC_0000003_segmentation.png")
-    Image.fromarray(np.zeros((36, 48), np.uint8)).save(root / "masks" / "ISIC_0000004_segmentation.png")
-    return {"ISIC_0000000.jpg": "cannot decode", "ISIC_0000001.jpg": "has no mask",
-            "ISIC_0000002_segmentation.png": "is 10x10", "ISIC_0000003_segmentation.png": "not binary"}
-
-
-def test_check_dataset_collects_every_problem(isic_dir):
-    expected = _break_everything(isic_dir)
-    report = data.check_dataset(isic_dir, progress=False)
-    assert not report.ok
-    found = {path.name: reason for path, reason in report.problems}
-    assert set(found) == set(expected)
-    assert all(expected[name] in found[name] for name in expected)
-    assert [p.name for p, _ in report.warnings] == ["ISIC_0000004_segmentation.png"]
-
-
-def test_check_dataset_reports_layout_errors(tmp_path, isic_dir):
-    report = data.check_dataset(tmp_path / "nothing", progress=False)
-    assert not report.ok and "does not exist" in report.problems[0][1]
-    splits = tmp_path / "splits"
-    splits.mkdir()
-    isic_dir.rename(splits / "train")
-    (splits / "val").mkdir()
-    report = data.check_dataset(splits, progress=False)  # an empty val/ does not hide the train/ check
-    assert report.parts == {"train": 8} and len(report.problems) == 1
-    assert report.problems[0][0] == splits / "val" and "is empty" in report.problems[0][1]
-
-
-def test_cli_check_exit_codes_and_output(isic_dir, capsys):
-    assert data.main(["check", str(isic_dir), "--no-progress"]) == 0
-    assert "8 pairs" in capsys.readouterr().out
-    expected = _break_everything(isic_dir)
-    assert data.main(["check", str(isic_dir), "--no-progress"]) == 1
-    out = capsys.readouterr().out
-    for name, reason in expected.items():
-        assert any(name in line and reason in line for line in out.splitlines()), (name, out)
-    assert "NOT OK: 4 problem(s)" in out
-
-
+# ------------------------------------------------------------------------------------------------------ CLI
 def test_cli_synth_writes_a_checkable_dataset(tmp_path, capsys):
     out = tmp_path / "synth"
     assert data.main(["synth", "--out", str(out), "--n", "3", "--size", "32", "--seed", "1"]) == 0
     assert "wrote 3 pairs" in capsys.readouterr().out
-    assert data.check_dataset(out, progress=False).ok and len(data.discover_pairs(out)) == 3
+    assert checks.check_dataset(out, progress=False).ok and len(data.discover_pairs(out)) == 3
 
 
 def test_cli_download_calls_download_dataset(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import data, download
+from helpers import checks, data, download, layouts
 from helpers.download import DownloadError, Resource
 
 
@@ -230,7 +230,13 @@ def test_download_ham10000_into_a_discoverable_layout(server, tmp_path, monkeypa
                       "md5": hashlib.md5(masks).hexdigest(), "filesize": len(masks)}}]}}}
     server.state.files[f"/api/datasets/:persistentId/?persistentId={doi}"] = json.dumps(listing).encode()
     server.state.files["/api/access/datafile/77"] = masks
+    # two images of one lesion (HAM_0000001), the rest one lesion each: the split must keep them together
+    lesions = ["HAM_0000001", "HAM_0000001", "HAM_0000002", "HAM_0000003", "HAM_0000004"]
+    metadata = ("lesion_id,image_id,dx,dx_type,age,sex,localization,dataset\n" + "".join(
+        f"{lesion},{i},nv,histo,45.0,male,back,vidir_modern\n" for lesion, i in zip(lesions, ids))).encode()
     monkeypatch.setitem(download.REGISTRY, "ham10000", [
+        Resource(layouts.HAM_METADATA, _serve(server, "/api/access/datafile/4338392?format=original", metadata),
+                 None, size=len(metadata), md5=hashlib.md5(metadata).hexdigest()),
         Resource("HAM10000_images_part_1.zip", _serve(server, "/p1", part1), "HAM10000_images_part_1",
                  md5=hashlib.md5(part1).hexdigest()),
         Resource("HAM10000_images_part_2.zip", _serve(server, "/p2", part2), "HAM10000_images_part_2",
@@ -243,8 +249,11 @@ def test_download_ham10000_into_a_discoverable_layout(server, tmp_path, monkeypa
     found = data.discover_pairs(folder)
     assert [p.id for p in found] == ids and data.detect_layout(folder) == "ham10000"
     assert (folder / "unpaired" / "HAM10000_segmentations_lesion_tschandl" / "ISIC_9999999_segmentation.png").is_file()
-    assert data.check_dataset(folder, progress=False).ok
+    assert checks.check_dataset(folder, progress=False).ok
     assert not list((folder / "archives").iterdir())  # archives deleted after extraction
+    assert (folder / layouts.HAM_METADATA).read_bytes() == metadata  # a plain file: moved, not extracted
+    assert layouts.read_groups(folder) == dict(zip(ids, lesions))
+    assert ("/api/access/datafile/4338392?format=original", None) in server.state.requests
     n_requests = len(server.state.requests)
     assert download.download_dataset("ham10000", tmp_path / "data", progress=False, server=server.url("")) == folder
     assert len(server.state.requests) == n_requests  # everything in place: no request
@@ -265,11 +274,29 @@ def test_download_isic2018_gives_official_splits(server, tmp_path, monkeypatch, 
                      f"ISIC2018_Task1_{subset}_GroundTruth", size=len(truth)),
         ]
     monkeypatch.setitem(download.REGISTRY, "isic2018", resources)
-    folder = download.download_dataset("isic2018", tmp_path, progress=False, keep_archives=True)
+    folder = download.download_dataset("isic2018", tmp_path, progress=False)
     splits = data.course_splits(folder)
     assert [p.id for p in splits["val"]] == [f"ISIC_{100 + k:07d}" for k in range(4)]
     assert len(splits["train"]) + len(splits["test"]) == 4
-    assert len(list((folder / "archives").glob("*.zip"))) == 4
+    assert not list((folder / "archives").glob("*.zip"))  # deleted once extracted
+    assert sorted(p.name for p in folder.glob(".extracted-*")) == sorted(f".extracted-{r.filename}" for r in resources)
+
+
+def test_ham10000_metadata_is_registered_with_its_published_md5():
+    """Dataverse file 4338392, the original CSV (not the re-exported TSV Dataverse serves by default)."""
+    (meta,) = [r for r in download.REGISTRY["ham10000"] if r.filename == "HAM10000_metadata.csv"]
+    assert meta.url == "https://dataverse.harvard.edu/api/access/datafile/4338392?format=original"
+    assert meta.md5 == "8f85fb1aa29d80a2797247e434deb79d" and meta.extract_to is None
+
+
+def test_a_metadata_file_with_other_bytes_is_refused_naming_both_md5s(server, tmp_path, monkeypatch):
+    served = b"lesion_id,image_id\nHAM_1,ISIC_1\n"
+    monkeypatch.setitem(download.REGISTRY, "ham10000", [
+        Resource(layouts.HAM_METADATA, _serve(server, "/meta", served), None, md5="8f85fb1aa29d80a2797247e434deb79d")])
+    with pytest.raises(DownloadError, match=f"HAM10000_metadata.csv is corrupt .*md5 {hashlib.md5(served).hexdigest()}"
+                                            ", expected 8f85fb1aa29d80a2797247e434deb79d"):
+        download.download_dataset("ham10000", tmp_path, progress=False)
+    assert not (tmp_path / "ham10000" / layouts.HAM_METADATA).exists()
 
 
 def test_dataverse_lookup_errors(server, tmp_path):

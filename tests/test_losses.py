@@ -1,12 +1,13 @@
 """helpers.losses: hand-computed values, per-image averaging, agreement with smp, empty targets, gradients."""
 import math
 
+import numpy as np
 import pytest
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from helpers import losses
+from helpers import losses, metrics  # metrics only to compare; losses itself never imports it
 from helpers.losses import LOSS_NAMES, build_loss
 
 
@@ -75,16 +76,33 @@ def test_tversky_beta_penalises_missed_lesion_more():
     assert precision_loss(miss, target) < precision_loss(over, target)
 
 
-def test_bce_is_pixelwise_torch_bce_and_combo_weights():
+def test_bce_is_pixelwise_torch_bce_and_combo_weighs_both_halves():
     logits, target = _batch()
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target)
     assert build_loss("bce")(logits, target).item() == pytest.approx(bce.item())
     dice = losses.DiceLoss()(logits, target)
-    combo = build_loss("bce+dice", bce_weight=0.25)(logits, target)
-    assert combo.item() == pytest.approx(0.25 * bce.item() + 0.75 * dice.item(), rel=1e-6)
-    assert build_loss("bce+dice", bce_weight=0.0)(logits, target).item() == pytest.approx(dice.item())
-    weighted = build_loss("bce", pos_weight=3.0)(logits, target)
-    assert weighted.item() > bce.item()
+    combo = build_loss("bce+dice")(logits, target)
+    assert combo.item() == pytest.approx(0.5 * bce.item() + 0.5 * dice.item(), rel=1e-6)
+
+
+def test_soft_dice_matches_hard_dice_on_binary_input():
+    rng = np.random.default_rng(0)
+    pred, truth = rng.random((20, 24)) > 0.5, rng.random((20, 24)) > 0.6
+    p = torch.from_numpy(pred).float()[None, None]
+    t = torch.from_numpy(truth).float()[None, None]
+    assert losses.soft_dice(p, t, smooth=0).item() == pytest.approx(metrics.image_scores(pred, truth)["dice"])
+    t_dice = losses.soft_tversky(p, t, 0.5, 0.5, smooth=1.0)
+    assert t_dice.item() == pytest.approx(losses.soft_dice(p, t, smooth=2.0).item())
+
+
+def test_losses_does_not_import_metrics():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(losses))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any("metrics" in name for name in imported), imported
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -134,8 +152,8 @@ def test_build_loss_errors_and_names():
         build_loss("focal")
     with pytest.raises(ValueError, match="bad arguments"):
         build_loss("dice", alpha=0.3)
-    with pytest.raises(ValueError, match="bce_weight"):
-        build_loss("bce+dice", bce_weight=1.5)
+    with pytest.raises(ValueError, match="bad arguments"):
+        build_loss("bce+dice", bce_weight=0.5)  # the weight is fixed at 0.5 / 0.5
     with pytest.raises(ValueError, match="smooth"):
         losses.DiceLoss(smooth=-1)
     assert isinstance(build_loss(" BCE+Dice "), losses.BCEDiceLoss)
