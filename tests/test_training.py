@@ -265,10 +265,62 @@ def test_autocast_and_channels_last_paths_run_on_cpu(tmp_path, splits):
     assert all(v.dtype != torch.bfloat16 for v in weights.values())   # weights stay float32 under autocast
 
 
-def test_gradient_clipping_runs_and_stays_finite(tmp_path, splits):
-    result = fit(tiny_config(tmp_path / "clip", epochs=1, grad_clip=0.5, loss="bce"), splits=splits,
-                 progress=False)
-    assert math.isfinite(result.history["train_loss"].iloc[0])
+def _batches(n=2, size=8, seed=0):
+    """``n`` loader-style batches of 2 random images with random binary masks."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"image": torch.randn(2, 3, size, size, generator=g),
+             "mask": (torch.rand(2, 1, size, size, generator=g) > 0.5).float()} for _ in range(n)]
+
+
+def _grad_norms_after_each_step(grad_clip):
+    """Global gradient norms that AdamW used at each step of train_one_epoch, for a loss with huge gradients."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 1, 1)
+    norms = []
+
+    def record(event, info):   # batch_end comes after optimizer.step: the gradients are the ones it used
+        norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))))
+
+    def steep_loss(logits, masks):
+        return 1000.0 * torch.nn.functional.binary_cross_entropy_with_logits(logits, masks)
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+    training.train_one_epoch(model, _batches(), steep_loss, opt, device=torch.device("cpu"),
+                             grad_clip=grad_clip, callbacks=[record])
+    return norms
+
+
+def test_gradient_clipping_caps_the_global_norm_at_each_step():
+    unclipped = _grad_norms_after_each_step(None)
+    assert min(unclipped) > 10                                   # the loss really has large gradients
+    clipped = _grad_norms_after_each_step(0.5)
+    assert len(clipped) == 2 and max(clipped) == pytest.approx(0.5, rel=1e-4)
+
+
+class _DtypeSpy(torch.nn.Module):
+    """A 1x1 convolution that records the dtype its output has inside the forward (bf16 under CPU autocast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        self.seen = []
+
+    def forward(self, x):
+        y = self.conv(x)
+        self.seen.append(y.dtype)
+        return y
+
+
+@pytest.mark.parametrize("amp_dtype, expected", [(torch.bfloat16, torch.bfloat16), (None, torch.float32)])
+def test_train_one_epoch_and_validate_run_the_forward_under_autocast(amp_dtype, expected):
+    model, cpu, loss = _DtypeSpy(), torch.device("cpu"), losses.build_loss("bce")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    training.train_one_epoch(model, _batches(), loss, opt, device=cpu, amp_dtype=amp_dtype)
+    assert model.seen == [expected, expected]
+    assert model.conv.weight.dtype == torch.float32              # autocast never changes the weights
+    model.seen.clear()
+    scores = training.validate(model, _batches(1), loss, device=cpu, amp_dtype=amp_dtype)
+    assert model.seen == [expected] and math.isfinite(scores["val_loss"])
 
 
 def test_cli_trains_in_process(tmp_path, tiny_root, capsys):
