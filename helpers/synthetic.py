@@ -14,13 +14,22 @@ a dermoscope sees skin:
 Images are 4:3 like HAM10000's 600x450: ``W = size``, ``H = round(0.75 * size)``. Everything is drawn from
 ``numpy.random.default_rng(seed)``, so a seed always gives the same pair on any machine.
 
-Public API: :func:`generate_pair`, :func:`sample_seed`, :func:`write_dataset`, :func:`ensure_synthetic`,
-:data:`DEFAULT_SMOKE`, :data:`DEFAULT_FULL`. Introduced in notebook 01 (``01_data_exploration``), whose data it is
-unless ``SKINSEG_DATA`` points elsewhere.
+Each dataset folder also holds ``attributes.csv``: what was drawn for every image (skin tone, hairs, gel
+bubbles, ruler, vignette, lesion area, border contact), so notebook 06 can score subgroups offline. A
+:class:`Domain` changes the generator's settings (skin-tone range, the dermoscope's colour cast) to draw a
+held-out "clinic" for the domain-shift lesson; the default domain draws the embedded dataset.
+
+Public API: :func:`generate_sample`, :func:`generate_pair`, :class:`Domain`, :func:`sample_seed`,
+:func:`write_dataset`, :func:`ensure_synthetic`, :data:`DEFAULT_SMOKE`, :data:`DEFAULT_FULL`,
+:data:`ATTRIBUTES_FILE`, :data:`ATTRIBUTE_COLUMNS`. Introduced in notebook 01 (``01_data_exploration``), whose
+data it is unless ``SKINSEG_DATA`` points elsewhere.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,7 +38,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import config
-from .io import atomic_write, mask_name, write_mask
+from .io import atomic_write, mask_name, write_mask, write_text_atomic
 
 #: Dataset sizes :func:`helpers.data.course_splits` uses in smoke mode and in the full recipe.
 DEFAULT_SMOKE: dict[str, int] = dict(n=40, size=192)
@@ -69,10 +78,16 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: float
     return out / (out.std() + 1e-6)
 
 
-def _skin(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Skin background ``(H, W, 3) float32`` in [0, 1]: tone, blotches, fine texture and illumination falloff."""
+def _skin(rng: np.random.Generator, shape: tuple[int, int],
+          tones: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, float]:
+    """Skin background ``(H, W, 3) float32`` in [0, 1] (tone, blotches, texture, falloff) and its tone in [0, 1].
+
+    The tone position is drawn from Beta(1.3, 2.2) (most dermoscopy archives hold lighter skin), mapped onto
+    ``tones`` = (lightest, darkest) as fractions of the :data:`_SKIN_TONES` scale (0 = very light, 1 = dark).
+    """
     h, w = shape
-    t = rng.beta(1.3, 2.2) * (len(_SKIN_TONES) - 1)  # most dermoscopy archives hold lighter skin
+    position = tones[0] + rng.beta(1.3, 2.2) * (tones[1] - tones[0])
+    t = position * (len(_SKIN_TONES) - 1)
     lo = int(np.floor(t))
     hi = min(lo + 1, len(_SKIN_TONES) - 1)
     tone = (1 - (t - lo)) * _SKIN_TONES[lo] + (t - lo) * _SKIN_TONES[hi]
@@ -86,7 +101,7 @@ def _skin(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     cx, cy = w * rng.uniform(0.3, 0.7), h * rng.uniform(0.3, 0.7)
     r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (0.25 * (w**2 + h**2))
     falloff = 1 - rng.uniform(0.0, 0.3) * r2
-    return skin * falloff[..., None]
+    return skin * falloff[..., None], float(position)
 
 
 def _lesion_field(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
@@ -171,10 +186,10 @@ def _draw_lesion(rng: np.random.Generator, skin: np.ndarray, d: np.ndarray, radi
     return image
 
 
-def _draw_hairs(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
-    """Thin, dark (sometimes fair) curved hairs crossing skin and lesion alike."""
+def _draw_hairs(rng: np.random.Generator, image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """Thin, dark (sometimes fair) curved hairs crossing skin and lesion alike; returns (image, hair count)."""
     if rng.random() < 0.45:
-        return image
+        return image, 0
     h, w = image.shape[:2]
     count = int(rng.integers(1, 6)) if rng.random() < 0.6 else int(rng.integers(6, 30))
     colour = np.array([0.10, 0.07, 0.05], np.float32) if rng.random() < 0.8 else np.array([0.55, 0.42, 0.30], np.float32)
@@ -192,17 +207,18 @@ def _draw_hairs(rng: np.random.Generator, image: np.ndarray, size: int) -> np.nd
         cv2.polylines(layer, [np.round(curve).astype(np.int32)], False, int(rng.integers(170, 256)),
                       thickness, cv2.LINE_AA)
     a = (layer.astype(np.float32) / 255 * rng.uniform(0.75, 0.95))[..., None]
-    return image * (1 - a) + colour * a
+    return image * (1 - a) + colour * a, count
 
 
-def _draw_bubbles(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
-    """Gel or air bubbles: bright thin rings with a faint bright interior."""
+def _draw_bubbles(rng: np.random.Generator, image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """Gel or air bubbles: bright thin rings with a faint bright interior; returns (image, bubble count)."""
     if rng.random() > 0.25:
-        return image
+        return image, 0
     h, w = image.shape[:2]
     ring = np.zeros((h, w), np.uint8)
     fill = np.zeros((h, w), np.uint8)
-    for _ in range(int(rng.integers(1, 6))):
+    count = int(rng.integers(1, 6))
+    for _ in range(count):
         centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
         r = int(rng.uniform(3, 28) * size / 256)
         cv2.circle(fill, centre, r, 255, -1, cv2.LINE_AA)
@@ -210,13 +226,13 @@ def _draw_bubbles(rng: np.random.Generator, image: np.ndarray, size: int) -> np.
     ring_a = cv2.GaussianBlur(ring.astype(np.float32) / 255, (0, 0), 0.5) * rng.uniform(0.5, 0.85)
     fill_a = fill.astype(np.float32) / 255 * rng.uniform(0.03, 0.1)
     image = image * (1 - fill_a[..., None]) + fill_a[..., None]
-    return image * (1 - ring_a[..., None]) + 0.97 * ring_a[..., None]
+    return image * (1 - ring_a[..., None]) + 0.97 * ring_a[..., None], count
 
 
-def _draw_ruler(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
-    """A ruler near one edge: a base line with tick marks every millimetre, longer ones every fifth."""
+def _draw_ruler(rng: np.random.Generator, image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
+    """A ruler near one edge: a base line with ticks every millimetre, longer every fifth; returns (image, drawn)."""
     if rng.random() > 0.2:
-        return image
+        return image, False
     h, w = image.shape[:2]
     layer = np.zeros((h, w), np.uint8)
     scale = size / 256
@@ -238,13 +254,13 @@ def _draw_ruler(rng: np.random.Generator, image: np.ndarray, size: int) -> np.nd
         q = p + tick * normal
         cv2.line(layer, tuple(np.round(p).astype(int)), tuple(np.round(q).astype(int)), 255, thickness, cv2.LINE_AA)
     a = (layer.astype(np.float32) / 255 * rng.uniform(0.6, 0.9))[..., None]
-    return image * (1 - a) + np.float32(0.12) * a
+    return image * (1 - a) + np.float32(0.12) * a, True
 
 
-def _draw_vignette(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """The dermoscope's round field of view: corners outside a circle fade to near black."""
+def _draw_vignette(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The dermoscope's round field of view: corners outside a circle fade to near black; returns (image, drawn)."""
     if rng.random() > 0.4:
-        return image
+        return image, False
     h, w = image.shape[:2]
     half_diagonal = 0.5 * np.hypot(h, w)
     radius = rng.uniform(0.84, 1.0) * half_diagonal
@@ -254,21 +270,72 @@ def _draw_vignette(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     r = np.hypot(xx - cx, yy - cy)
     edge = rng.uniform(0.005, 0.03) * half_diagonal
     dark = np.clip((r - radius) / edge + 0.5, 0, 1)[..., None]
-    return image * (1 - dark) + np.float32(rng.uniform(0.02, 0.08)) * dark
+    return image * (1 - dark) + np.float32(rng.uniform(0.02, 0.08)) * dark, True
 
 
-def generate_pair(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one synthetic dermoscopy image and its exact lesion mask.
+@dataclass(frozen=True)
+class Domain:
+    """Generator settings of one synthetic "clinic": which skin tones it sees and the colour of its dermoscope.
+
+    Introduced in notebook 06 (domain shift): train on one domain, test on another that the model never saw.
+    The default domain draws the course's embedded dataset.
+
+    Attributes:
+        name: short label, used in folder names (letters, digits, ``-`` and ``_``).
+        skin_tones: ``(lightest, darkest)`` range of the skin-tone scale, 0 = very light to 1 = dark; the
+            tone is drawn from the same Beta(1.3, 2.2) mapped onto this range.
+        colour_cast: per-channel RGB gain of the light / camera (``(1, 0.85, 0.65)`` is a warm, yellow-orange
+            cast), applied to the whole image before blur and sensor noise.
+    """
+
+    name: str = "default"
+    skin_tones: tuple[float, float] = (0.0, 1.0)
+    colour_cast: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.skin_tones
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"skin_tones must satisfy 0 <= lightest <= darkest <= 1, got {self.skin_tones}")
+        if len(self.colour_cast) != 3 or min(self.colour_cast) <= 0:
+            raise ValueError(f"colour_cast must be three positive RGB gains, got {self.colour_cast}")
+        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ValueError(f"domain name {self.name!r}: use letters, digits, '-' and '_' only")
+
+    @property
+    def is_default(self) -> bool:
+        """True for the settings of the embedded dataset (whatever the name)."""
+        return self.skin_tones == (0.0, 1.0) and tuple(self.colour_cast) == (1.0, 1.0, 1.0)
+
+    def to_dict(self) -> dict:
+        """JSON form (for manifests)."""
+        return {"name": self.name, "skin_tones": list(self.skin_tones), "colour_cast": list(self.colour_cast)}
+
+
+#: The embedded dataset's settings.
+DEFAULT_DOMAIN = Domain()
+#: Columns of ``attributes.csv``: what the generator drew for each image (see :func:`generate_sample`).
+ATTRIBUTE_COLUMNS: tuple[str, ...] = ("id", "skin_tone", "hairs", "bubbles", "ruler", "vignette", "lesion_area",
+                                      "border_contact")
+#: File name of the per-image attribute table :func:`write_dataset` writes beside ``images/`` and ``masks/``.
+ATTRIBUTES_FILE = "attributes.csv"
+
+
+def generate_sample(seed: int, size: int = 256,
+                    domain: Domain = DEFAULT_DOMAIN) -> tuple[np.ndarray, np.ndarray, dict[str, float | int | bool]]:
+    """Draw one synthetic dermoscopy image, its exact lesion mask, and what was drawn.
 
     Args:
-        seed: any non-negative int; the same seed always gives the same pair (only
+        seed: any non-negative int; the same seed always gives the same sample (only
             ``numpy.random.default_rng(seed)`` is used, no global random state).
         size: image width in pixels (>= 32); the height is ``round(0.75 * size)``.
+        domain: generator settings (:class:`Domain`); the default draws the embedded dataset.
 
     Returns:
-        ``(image, mask)``: image ``(H, W, 3) uint8`` RGB, mask ``(H, W) uint8`` with values {0, 1}
-        (1 = lesion). Hairs, bubbles, rulers and the vignette are drawn over the image but never change
-        the mask, as in real ground truth.
+        ``(image, mask, attributes)``: image ``(H, W, 3) uint8`` RGB, mask ``(H, W) uint8`` with values {0, 1}
+        (1 = lesion), and ``attributes`` with ``skin_tone`` (0 = very light to 1 = dark), ``hairs`` and
+        ``bubbles`` (counts, 0 = none), ``ruler`` and ``vignette`` (bool), ``lesion_area`` (share of the image)
+        and ``border_contact`` (the lesion touches the image border). Hairs, bubbles, rulers and the vignette
+        are drawn over the image but never change the mask, as in real ground truth.
 
     Raises:
         ValueError: ``size`` is smaller than 32 or ``seed`` is negative.
@@ -279,17 +346,28 @@ def generate_pair(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"seed={seed} is negative: use a seed >= 0")
     rng = np.random.default_rng(seed)
     shape = image_shape(size)
-    skin = _skin(rng, shape)
+    skin, tone = _skin(rng, shape, domain.skin_tones)
     d, radius = _lesion_field(rng, shape)
     mask = (d < 1).astype(np.uint8)
     image = _draw_lesion(rng, skin, d, radius, size)
-    image = _draw_hairs(rng, image, size)
-    image = _draw_bubbles(rng, image, size)
-    image = _draw_ruler(rng, image, size)
-    image = _draw_vignette(rng, image)
+    image, hairs = _draw_hairs(rng, image, size)
+    image, bubbles = _draw_bubbles(rng, image, size)
+    image, ruler = _draw_ruler(rng, image, size)
+    image, vignette = _draw_vignette(rng, image)
+    if tuple(domain.colour_cast) != (1.0, 1.0, 1.0):
+        image = image * np.asarray(domain.colour_cast, np.float32)
     image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.45 * size / 256)
     image = image + rng.normal(0, 0.008, size=image.shape).astype(np.float32)  # sensor noise
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
+    border = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    attributes = {"skin_tone": round(tone, 4), "hairs": hairs, "bubbles": bubbles, "ruler": ruler,
+                  "vignette": vignette, "lesion_area": round(float(mask.mean()), 5), "border_contact": border}
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask, attributes
+
+
+def generate_pair(seed: int, size: int = 256, domain: Domain = DEFAULT_DOMAIN) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, mask)`` of :func:`generate_sample` (same arguments, same pixels), without the attributes."""
+    image, mask, _ = generate_sample(seed, size, domain)
+    return image, mask
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -302,12 +380,15 @@ def sample_id(index: int) -> str:
     return f"{ID_PREFIX}{index:07d}"
 
 
-def write_dataset(out: Path | str, n: int, size: int = 256, seed: int = 0, *, progress: bool = True) -> list[str]:
-    """Write ``n`` synthetic pairs in the ISIC layout and return their ids.
+def write_dataset(out: Path | str, n: int, size: int = 256, seed: int = 0, *, domain: Domain = DEFAULT_DOMAIN,
+                  progress: bool = True) -> list[str]:
+    """Write ``n`` synthetic pairs in the ISIC layout, with their attribute table, and return their ids.
 
-    Files: ``out/images/SYN_0000000.jpg`` (JPEG quality 95) and ``out/masks/SYN_0000000_segmentation.png``
-    (single channel, 0/255). Sample ``i`` is drawn from :func:`sample_seed` ``(seed, i)``, so the same
-    arguments give byte-identical files and a larger ``n`` extends a smaller one.
+    Files: ``out/images/SYN_0000000.jpg`` (JPEG quality 95), ``out/masks/SYN_0000000_segmentation.png``
+    (single channel, 0/255) and ``out/attributes.csv`` (:data:`ATTRIBUTE_COLUMNS`, one row per image, what
+    :func:`generate_sample` drew; written atomically, last). Sample ``i`` is drawn from :func:`sample_seed`
+    ``(seed, i)`` with ``domain``'s settings, so the same arguments give byte-identical files and a larger
+    ``n`` extends a smaller one.
 
     Raises:
         ValueError: ``n`` < 1 (or ``size`` / ``seed`` invalid, see :func:`generate_pair`).
@@ -317,54 +398,69 @@ def write_dataset(out: Path | str, n: int, size: int = 256, seed: int = 0, *, pr
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    ids = []
+    ids, rows = [], []
     for i in tqdm(range(n), desc=f"synthetic {size}px", unit="img", disable=not progress):
-        image, mask = generate_pair(sample_seed(seed, i), size)
+        image, mask, attributes = generate_sample(sample_seed(seed, i), size, domain)
         image_id = sample_id(i)
         Image.fromarray(image).save(out / "images" / f"{image_id}.jpg", quality=JPEG_QUALITY)
         write_mask(out / "masks" / mask_name(image_id), mask)
         ids.append(image_id)
+        rows.append({"id": image_id, **attributes})
+    write_text_atomic(out / ATTRIBUTES_FILE, _attributes_csv(rows))
     return ids
 
 
-def _manifest(n: int, size: int, seed: int) -> dict:
-    return {"generator": "helpers.synthetic", "version": GENERATOR_VERSION, "n": n, "size": size, "seed": seed}
+def _attributes_csv(rows: list[dict]) -> str:
+    """The rows as CSV text with the :data:`ATTRIBUTE_COLUMNS` header (booleans as ``True`` / ``False``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ATTRIBUTE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
-def _is_complete(path: Path, n: int, size: int, seed: int) -> bool:
-    """True when ``path`` holds a manifest matching the arguments and all ``n`` image and mask files."""
+def _manifest(n: int, size: int, seed: int, domain: Domain = DEFAULT_DOMAIN) -> dict:
+    manifest = {"generator": "helpers.synthetic", "version": GENERATOR_VERSION, "n": n, "size": size, "seed": seed}
+    return manifest if domain.is_default else {**manifest, "domain": domain.to_dict()}
+
+
+def _is_complete(path: Path, n: int, size: int, seed: int, domain: Domain = DEFAULT_DOMAIN) -> bool:
+    """True when ``path`` holds a manifest matching the arguments, the attribute table and all ``n`` pairs."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if {k: manifest.get(k) for k in _manifest(n, size, seed)} != _manifest(n, size, seed):
+    expected = _manifest(n, size, seed, domain)
+    if {k: manifest.get(k) for k in expected} != expected or not (path / ATTRIBUTES_FILE).is_file():
         return False
     return all((path / "images" / f"{sample_id(i)}.jpg").is_file()
                and (path / "masks" / mask_name(sample_id(i))).is_file() for i in range(n))
 
 
-def ensure_synthetic(n: int, size: int, seed: int = 0, root: Path | None = None) -> Path:
-    """The folder of the synthetic dataset ``(n, size, seed)``, generated on first use.
+def ensure_synthetic(n: int, size: int, seed: int = 0, root: Path | None = None, *,
+                     domain: Domain = DEFAULT_DOMAIN) -> Path:
+    """The folder of the synthetic dataset ``(n, size, seed)`` (of ``domain``), generated on first use.
 
-    Returns ``(root or helpers.config.data_dir()) / f"synthetic-n{n}-s{size}-seed{seed}"`` in the ISIC
-    layout (``images/``, ``masks/``, ``manifest.json``). An existing folder is reused when its
-    ``manifest.json`` (written last) matches ``n``, ``size``, ``seed`` and the generator version and every file
-    is present; otherwise it is drawn again into a temporary folder that replaces it.
+    Returns ``(root or helpers.config.data_dir()) / f"synthetic-n{n}-s{size}-seed{seed}"`` (plus
+    ``-<domain.name>`` for a non-default :class:`Domain`) in the ISIC layout (``images/``, ``masks/``,
+    ``attributes.csv``, ``manifest.json``). An existing folder is reused when its ``manifest.json`` (written
+    last) matches ``n``, ``size``, ``seed``, the domain and the generator version and every file is present;
+    otherwise it is drawn again into a temporary folder that replaces it.
 
     Raises:
         ValueError: invalid ``n`` / ``size`` / ``seed`` (see :func:`write_dataset`).
     """
     base = Path(root) if root is not None else config.data_dir()
-    path = base / f"synthetic-n{n}-s{size}-seed{seed}"
-    if _is_complete(path, n, size, seed):
+    path = base / (f"synthetic-n{n}-s{size}-seed{seed}" + ("" if domain.is_default else f"-{domain.name}"))
+    if _is_complete(path, n, size, seed, domain):
         return path
     print(f"Drawing the synthetic dataset ({n} images, {size}px) into {path} (once; later runs reuse it)")
     try:
         with atomic_write(path) as tmp:  # a killed run leaves no half-drawn dataset at `path`
-            write_dataset(tmp, n, size, seed)
-            (tmp / "manifest.json").write_text(json.dumps(_manifest(n, size, seed), indent=2) + "\n",
+            write_dataset(tmp, n, size, seed, domain=domain)
+            (tmp / "manifest.json").write_text(json.dumps(_manifest(n, size, seed, domain), indent=2) + "\n",
                                                encoding="utf-8")
     except OSError:  # another process renamed its copy in between
-        if not _is_complete(path, n, size, seed):
+        if not _is_complete(path, n, size, seed, domain):
             raise
     return path
