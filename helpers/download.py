@@ -5,10 +5,9 @@
 
 * ``HAM10000_images_part_1.zip`` and ``HAM10000_images_part_2.zip`` (10,015 JPEG images, about 5 GB)
 * ``HAM10000_segmentations_lesion_tschandl.zip`` (the lesion masks, 11 MB)
-* ``HAM10000_metadata.csv`` (one row per image: ``image_id``, ``lesion_id``, diagnosis, ``dataset`` source...),
-  kept beside the image folders; :func:`helpers.data.course_splits` then splits by ``lesion_id``, so no lesion
-  photographed twice sits in two splits. Dataverse "ingests" this CSV and serves a re-exported TSV by default;
-  ``?format=original`` asks for the original bytes, which the published MD5 describes.
+* ``HAM10000_metadata.csv`` (``image_id``, ``lesion_id``, diagnosis, source ``dataset``...), beside the image
+  folders, so :func:`helpers.data.course_splits` splits by ``lesion_id``. Dataverse serves a re-exported TSV of
+  it by default; ``?format=original`` asks for the original bytes, which the published MD5 describes.
 
 ``download_dataset("isic2018", root)`` fetches ISIC 2018 Task 1 (Codella et al., arXiv:1902.03368; CC-0 / CC-BY-NC)
 from https://isic-challenge-data.s3.amazonaws.com/2018/: Training (2,594 pairs, 11 GB of images), Validation
@@ -44,7 +43,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .io import DatasetError, atomic_write, write_text_atomic
-from .layouts import HAM_METADATA, LAYOUTS, ISIC2018_SUBSETS, scan
+from .layouts import HAM_METADATA, ISIC2018_SUBSETS, scan
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +131,6 @@ REGISTRY: dict[str, list[Resource]] = {
 }
 #: The layout each dataset is extracted into (see :func:`helpers.layouts.detect_layout`).
 LAYOUT = {"ham10000": "ham10000", "isic2018": "isic2018"}
-assert set(LAYOUT.values()) <= set(LAYOUTS)
 
 
 # --------------------------------------------------------------------------------------------------- download
@@ -144,12 +142,8 @@ def _request(url: str, headers: dict[str, str] | None = None, timeout: float = _
 
 
 def _hashers(sha256: str | None, md5: str | None) -> dict[str, Any]:
-    out = {}
-    if sha256:
-        out["sha256"] = hashlib.sha256()
-    if md5:
-        out["md5"] = hashlib.md5(usedforsecurity=False)
-    return out
+    return {**({"sha256": hashlib.sha256()} if sha256 else {}),
+            **({"md5": hashlib.md5(usedforsecurity=False)} if md5 else {})}
 
 
 def _feed_file(path: Path, hashers: dict[str, Any], chunk: int) -> None:
@@ -375,9 +369,8 @@ def _single_top_folder(archive: Path) -> str | None:
 
 
 def extract_into(archive: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
-    """Extract ``archive`` so its files end up directly in ``folder``, whether the zip has them at its root or
-    inside one top-level folder (of any name). Writes to a temporary folder and renames it: an interrupted
-    extraction leaves no half-filled ``folder``.
+    """Extract ``archive`` so its files end up directly in ``folder`` (zip root or one top-level folder), through
+    :func:`helpers.io.atomic_write`: an interrupted extraction leaves no half-filled ``folder``.
 
     Raises:
         DownloadError: see :func:`extract`.
