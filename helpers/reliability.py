@@ -247,9 +247,14 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (0.5 * (1 + np.tanh(0.5 * z))).astype(np.float32)  # = sigmoid(z), without overflow
 
 
-def _bce(logits: np.ndarray, targets: np.ndarray) -> float:
-    """Mean binary cross-entropy of logits against {0, 1} targets, numerically stable."""
-    return float(np.mean(np.logaddexp(0.0, logits) - targets * logits))
+def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Mean binary cross-entropy (negative log-likelihood) of logits against {0, 1} targets, computed stably.
+
+    ``-mean[y log p + (1 - y) log(1 - p)]`` with ``p = sigmoid(z)``, as ``mean(log(1 + e^z) - y z)``.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = (np.asarray(targets) > 0).astype(np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
 def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarray | Sequence[np.ndarray], *,
@@ -286,7 +291,7 @@ def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarr
         keep = np.random.default_rng(seed).choice(z.size, size=max_pixels, replace=False)
         z, t = z[keep], t[keep]
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    result = optimize.minimize_scalar(lambda log_t: _bce(z / np.exp(log_t), t), bounds=(lo, hi), method="bounded",
+    result = optimize.minimize_scalar(lambda log_t: binary_cross_entropy(z / np.exp(log_t), t), bounds=(lo, hi), method="bounded",
                                       options={"xatol": 1e-5})
     return float(np.exp(result.x))
 

@@ -171,3 +171,11 @@ def test_spearman_is_a_rank_correlation():
     assert spearman(x, -x**3)[0] == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="at least 3"):
         spearman([1, 2], [2, 1])
+
+
+def test_binary_cross_entropy_matches_the_formula():
+    z = np.array([-2.0, 0.0, 3.0, 40.0])
+    y = np.array([0, 1, 1, 0])
+    p = 1 / (1 + np.exp(-z))
+    expected = -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))
+    assert reliability.binary_cross_entropy(z, y) == pytest.approx(expected)
