@@ -6,7 +6,8 @@ Introduced in notebook 01 (``01_data_exploration``), which checks the course dat
 * PROBLEMS (exit 1): a file that does not decode, an image without a mask or a mask without an image, an id
   seen twice in one folder, a mask whose size differs from its image's, a mask the mask rule refuses
   (:func:`helpers.io.read_mask`: 0/1, colour, alpha-only, 16-bit, non-binary), **the same image content under
-  two ids** (sha256 of the decoded pixels), and **one id in two split folders** (``train/`` and ``val/``...).
+  two ids** (sha256 of the decoded pixels), **one id in two split folders** (``train/`` and ``val/``...), and
+  one ``lesion_id`` of the metadata CSV (:mod:`helpers.layouts`) in two split folders.
 * WARNINGS: empty or full masks, a median lesion fraction above :data:`MAX_MEDIAN_LESION_FRACTION` ("are the
   masks inverted?"), and **near-duplicate images**: a 63-bit perceptual hash (:func:`perceptual_hash`) within
   :data:`NEAR_DUPLICATE_BITS` bits of another image's (a resized or recompressed copy, the same picture saved
@@ -32,8 +33,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .io import MASK_EXTENSION, MASK_SUFFIX, DatasetError, binarize_mask, check_sizes, mask_values, read_image
-from .layouts import (ISIC2018_SUBSETS, Pair, detect_layout, has_isic2018_truth, mask_id, require_dir, scan,
-                      split_folders)
+from .layouts import (GROUP_COLUMN, ISIC2018_SUBSETS, Pair, detect_layout, has_isic2018_truth, mask_id,
+                      read_groups, require_dir, scan, split_folders)
 
 #: A median lesion fraction above this is a warning: the masks are probably inverted (background white).
 MAX_MEDIAN_LESION_FRACTION = 0.5
@@ -127,6 +128,7 @@ class _Seen:
     pixels: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
     phash: list[tuple[int, str, Path]] = field(default_factory=list)
     ids: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
+    groups: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
 
 
 def _check_parts(root: Path) -> tuple[str, list[tuple[str, Path, str, str]]]:
@@ -174,9 +176,13 @@ def _check_pair(pair: Pair, report: CheckReport, seen: _Seen) -> None:
 
 
 def _check_part(name: str, folder: Path, layout: str, subset: str, report: CheckReport, seen: _Seen,
-                progress: bool) -> None:
-    """Check one part (a split folder or an ISIC 2018 subset); raises DatasetError when it cannot be read."""
+                progress: bool, groups: dict[str, str] | None = None) -> None:
+    """Check one part (a split folder or an ISIC 2018 subset); raises DatasetError when it cannot be read.
+
+    ``groups``: the root's ``{image_id: lesion_id}``, used when the part has no metadata CSV of its own.
+    """
     found = scan(folder, detect_layout(folder) if layout == "auto" else layout, subset)
+    groups = read_groups(folder) or groups or {}
     report.problems += [(p, f"image has no mask ({p.stem}{MASK_SUFFIX}{MASK_EXTENSION} expected in "
                             f"{found.mask_dir})") for p in found.images_without_mask]
     report.problems += [(p, f"mask has no image (expected {mask_id(p)}.jpg/.png in "
@@ -187,6 +193,8 @@ def _check_part(name: str, folder: Path, layout: str, subset: str, report: Check
     report.parts[name] = len(found.pairs)
     for pair in tqdm(found.pairs, desc=f"checking {name}", disable=not progress):
         seen.ids.setdefault(pair.id, []).append((name, pair.image))
+        if pair.id in groups:
+            seen.groups.setdefault(groups[pair.id], []).append((name, pair.image))
         _check_pair(pair, report, seen)
 
 
@@ -197,6 +205,12 @@ def _cross_checks(report: CheckReport, seen: _Seen) -> None:
         for part, path in places[1:]:
             report.problems.append((path, f"id {ident!r} is in both {first_part} and {part} (also {first}): "
                                           "a pair in two splits leaks test data; remove it from one split"))
+    for group, places in sorted(seen.groups.items()):
+        first_part, first = places[0]
+        for part, path in (p for p in places[1:] if p[0] != first_part):
+            report.problems.append((path, f"{GROUP_COLUMN} {group!r} is in both {first_part} and {part} (also "
+                                          f"{first}): one lesion in two splits leaks test data; keep its images "
+                                          "in one split"))
     exact: set[frozenset[Path]] = set()
     for copies in seen.pixels.values():
         first_id, first = copies[0]
@@ -236,9 +250,14 @@ def check_dataset(root: str | os.PathLike[str], *, progress: bool = True) -> Che
         report.problems.append((Path(root), str(exc)))
         return report
     seen = _Seen()
+    try:
+        groups = read_groups(report.root)
+    except DatasetError as exc:
+        report.problems.append((report.root, str(exc)))
+        groups = None
     for name, folder, layout, subset in parts:
         try:
-            _check_part(name, folder, layout, subset, report, seen, progress)
+            _check_part(name, folder, layout, subset, report, seen, progress, groups)
         except DatasetError as exc:
             report.problems.append((folder, str(exc)))
     _cross_checks(report, seen)

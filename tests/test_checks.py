@@ -149,3 +149,16 @@ def test_issue11_item8_inverted_masks_are_a_warning(isic_dir):
     assert report.ok
     assert any(p == isic_dir and "are the masks inverted?" in r for p, r in report.warnings)
     assert "are the masks inverted?" in report.summary()
+
+
+def test_issue14_a_lesion_in_two_split_folders_is_a_problem(tmp_path, write_pair):
+    """Two photographs of one lesion (metadata lesion_id), one in train/ and one in val/: both files named."""
+    for split, ids in {"train": range(4), "val": range(4, 6)}.items():
+        for i in ids:
+            write_pair(tmp_path / split / "images" / f"a{i}.jpg", tmp_path / split / "masks" /
+                       f"a{i}_segmentation.png", i)
+    (tmp_path / "metadata.csv").write_text("image_id,lesion_id\n" + "".join(f"a{i},L{i}\n" for i in range(6))
+                                           .replace("a4,L4", "a4,L1"), encoding="utf-8")
+    report = checks.check_dataset(tmp_path, progress=False)
+    assert [(p, "'L1' is in both train and val" in r and str(tmp_path / "train" / "images" / "a1.jpg") in r)
+            for p, r in report.problems] == [(tmp_path / "val" / "images" / "a4.jpg", True)]
