@@ -40,9 +40,9 @@ from .layouts import (Pair, detect_layout, discover_pairs, has_isic2018_truth, r
                       split_folders)
 from .transforms import eval_transforms, train_transforms
 
-__all__ = ["SPLITS", "DEFAULT_RATIOS", "split_pairs", "course_splits", "SegmentationDataset", "make_loaders",
-           "default_num_workers", "main", "Pair", "DatasetError", "read_image", "read_mask", "load_pair",
-           "discover_pairs", "detect_layout"]
+__all__ = ["SPLITS", "DEFAULT_RATIOS", "SMOKE_MAX_PAIRS", "split_pairs", "subset_pairs", "course_splits",
+           "SegmentationDataset", "make_loaders", "default_num_workers", "main", "Pair", "DatasetError",
+           "read_image", "read_mask", "load_pair", "discover_pairs", "detect_layout"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +154,34 @@ def _default_root() -> Path:
     return synthetic.ensure_synthetic(**params, seed=0)
 
 
-def course_splits(root: str | os.PathLike[str] | None = None, *, seed: int = 0) -> dict[str, list[Pair]]:
+#: Pairs per split that smoke mode keeps of the learner's own data (``SKINSEG_DATA``): seconds per notebook.
+SMOKE_MAX_PAIRS: Mapping[str, int] = {"train": 48, "val": 16, "test": 16}
+
+
+def subset_pairs(pairs: Sequence[Pair], n: int, *, seed: int = 0) -> list[Pair]:
+    """``n`` of ``pairs`` chosen by a seeded hash of their ids (the same ones on every machine), in input order.
+
+    Raises:
+        ValueError: ``n`` < 1.
+    """
+    if n < 1:
+        raise ValueError(f"a subset needs n >= 1 pairs, got {n}")
+    rank = sorted(range(len(pairs)), key=lambda i: hashlib.sha256(f"{seed}:{pairs[i].id}".encode()).hexdigest())
+    keep = set(rank[:n])
+    return [pair for i, pair in enumerate(pairs) if i in keep]
+
+
+def course_splits(root: str | os.PathLike[str] | None = None, *, seed: int = 0,
+                  max_pairs: Mapping[str, int] | None = None) -> dict[str, list[Pair]]:
     """The ``{"train", "val", "test"}`` pairs every notebook uses.
+
+    Args:
+        root: the dataset folder (see below).
+        seed: seed of any split carved here and of the subsets.
+        max_pairs: keep at most ``max_pairs[split]`` pairs of each split it names (the others keep all),
+            chosen by :func:`subset_pairs`. None: every pair, except in smoke mode on the learner's own data
+            (``root=None`` with ``SKINSEG_DATA`` set), where :data:`SMOKE_MAX_PAIRS` applies so each notebook
+            still runs in seconds; pass ``{}`` to keep every pair there too.
 
     ``root=None`` means ``SKINSEG_DATA`` if set, otherwise the embedded synthetic set (generated once under
     ``data/``, small in smoke mode). Then, in order:
@@ -171,7 +197,20 @@ def course_splits(root: str | os.PathLike[str] | None = None, *, seed: int = 0) 
     Raises:
         DatasetError: the folder cannot be used (message names the file(s) and the fix), an id is in two
             given splits, or the metadata CSV is malformed.
+        ValueError: ``max_pairs`` names an unknown split or a count below 1.
     """
+    if max_pairs is None and root is None and config.smoke_mode() and config.user_data_dir() is not None:
+        max_pairs = SMOKE_MAX_PAIRS
+    unknown = sorted(set(max_pairs or {}) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"max_pairs names unknown splits {unknown}: use {', '.join(SPLITS)}")
+    splits = _all_splits(root, seed)
+    return {key: subset_pairs(pairs, max_pairs[key], seed=seed) if max_pairs and key in max_pairs else pairs
+            for key, pairs in splits.items()}
+
+
+def _all_splits(root: str | os.PathLike[str] | None, seed: int) -> dict[str, list[Pair]]:
+    """Every pair of :func:`course_splits`' splits, before any subset."""
     root = require_dir(_default_root() if root is None else root)
     folders = split_folders(root)
     if folders:
