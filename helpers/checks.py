@@ -9,16 +9,20 @@ Introduced in notebook 01 (``01_data_exploration``), which checks the course dat
   two ids** (sha256 of the decoded pixels), **one id in two split folders** (``train/`` and ``val/``...), and
   one ``lesion_id`` of the metadata CSV (:mod:`helpers.layouts`) in two split folders.
 * WARNINGS: empty or full masks, a median lesion fraction above :data:`MAX_MEDIAN_LESION_FRACTION` ("are the
-  masks inverted?"), and **near-duplicate images**: a 63-bit perceptual hash (:func:`perceptual_hash`) within
-  :data:`NEAR_DUPLICATE_BITS` bits of another image's (a resized or recompressed copy, the same picture saved
-  twice with small edits).
+  masks inverted?"), and **near-duplicate images** (a resized, recompressed or recoloured copy, the same lesion
+  photographed again from the same spot): two DCT perceptual hashes (:func:`perceptual_hash`) within
+  :data:`NEAR_DUPLICATE_BITS` of 63 bits (8x8 frequencies of a 32x32 thumbnail) and within
+  :data:`NEAR_DUPLICATE_FINE_BITS` of 255 bits (16x16 frequencies of a 64x64 thumbnail).
 
-Why a DCT hash and that bound: on 400 ISIC 2017/2018 training images an 8x8 *average* hash put 275 of the
-79,800 pairs of distinct images within 3 bits (dermoscopy images all look alike at 8x8: a dark blob on lighter
-skin inside a dark vignette), so it would warn about nearly everything. The DCT hash kept every distinct pair
-at least 6 bits apart, while copies resized to 2/3 and saved as JPEG quality 80 stayed within 4 bits (50 of 50).
-Crops of a few percent move it by up to 14 bits: photographs of one lesion taken twice are not found by any
-small hash; that is what a metadata CSV with ``lesion_id`` is for (:mod:`helpers.layouts`).
+Why these hashes and bounds (``python -m helpers.data check ../shared/data/isic-real`` reproduces the last
+figures): on 400 ISIC training images an 8x8 *average* hash put 275 of the 79,800 pairs of distinct images
+within 3 bits (dermoscopy images all look alike at 8x8: a dark blob on lighter skin inside a vignette). The
+63-bit DCT hash kept them at least 6 bits apart, and copies resized to 2/3 and saved as JPEG quality 80 stayed
+within 4 bits (50 of 50). On the 2,086 images of ``isic-real`` it still found 24 pairs within 4 bits, of which
+the ones looked at by eye split cleanly on the 255-bit hash: the same picture (recoloured, re-cropped or
+shifted) at 4-56 bits, different lesions with a similar layout (small lesion in the middle, ruler below) at 80
+or more; resized JPEG copies stay within 10. Photographs of one lesion from another angle are found by no small
+hash: that is what a metadata CSV with ``lesion_id`` is for (:mod:`helpers.layouts`).
 """
 from __future__ import annotations
 
@@ -38,11 +42,12 @@ from .layouts import (GROUP_COLUMN, ISIC2018_SUBSETS, Pair, detect_layout, has_i
 
 #: A median lesion fraction above this is a warning: the masks are probably inverted (background white).
 MAX_MEDIAN_LESION_FRACTION = 0.5
-#: The perceptual hash keeps the lowest HASH_SIDE x HASH_SIDE DCT frequencies (minus the mean): 63 bits.
-HASH_SIDE = 8
-#: Two images whose perceptual hashes differ in at most this many of the 63 bits are near-duplicates (warning).
+#: Near-duplicates (warning) differ in at most this many bits of the coarse 63-bit hash ...
 NEAR_DUPLICATE_BITS = 4
-_DCT_SIZE = 32
+#: ... and in at most this many bits of the fine 255-bit hash.
+NEAR_DUPLICATE_FINE_BITS = 64
+#: (thumbnail side, kept frequencies per side) of the coarse and the fine perceptual hash.
+COARSE_HASH, FINE_HASH = (32, 8), (64, 16)
 
 
 @dataclass
@@ -102,16 +107,16 @@ def _dct_matrix(n: int) -> np.ndarray:
     return d
 
 
-def perceptual_hash(image: np.ndarray) -> int:
-    """A DCT perceptual hash ("pHash") of an ``(H, W, 3) uint8`` image, as a 63-bit int.
+def perceptual_hash(image: np.ndarray, size: int = COARSE_HASH[0], keep: int = COARSE_HASH[1]) -> int:
+    """A DCT perceptual hash ("pHash") of an ``(H, W, 3) uint8`` image, as an int of ``keep**2 - 1`` bits.
 
-    The image is turned grey and box-resized to 32x32; of its 2-D DCT the lowest 8x8 frequencies except the mean
-    are kept, and each bit says whether that coefficient is above their median. Resized or recompressed copies
-    differ in few bits (see the module docstring for the measured bound).
+    The image is turned grey and box-resized to ``size x size``; of its 2-D DCT the lowest ``keep x keep``
+    frequencies except the mean are kept, and each bit says whether that coefficient is above their median.
+    Resized or recompressed copies differ in few bits (see the module docstring for the measured bounds).
     """
-    grey = Image.fromarray(image).convert("L").resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.BOX)
-    d = _dct_matrix(_DCT_SIZE)
-    coefficients = (d @ np.asarray(grey, dtype=np.float64) @ d.T)[:HASH_SIDE, :HASH_SIDE].ravel()[1:]
+    grey = Image.fromarray(image).convert("L").resize((size, size), Image.Resampling.BOX)
+    d = _dct_matrix(size)
+    coefficients = (d @ np.asarray(grey, dtype=np.float64) @ d.T)[:keep, :keep].ravel()[1:]
     bits = coefficients > np.median(coefficients)
     return int("".join("1" if b else "0" for b in bits), 2)
 
@@ -126,7 +131,7 @@ class _Seen:
     """Per-image fingerprints gathered while checking, compared once every part is read."""
 
     pixels: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
-    phash: list[tuple[int, str, Path]] = field(default_factory=list)
+    phash: list[tuple[int, int, Path]] = field(default_factory=list)  # (coarse, fine, image)
     ids: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
     groups: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
 
@@ -171,7 +176,7 @@ def _check_pair(pair: Pair, report: CheckReport, seen: _Seen) -> None:
     if image is not None:
         report.image_sizes[(image.shape[1], image.shape[0])] += 1
         seen.pixels.setdefault(_pixel_hash(image), []).append((pair.id, pair.image))
-        seen.phash.append((perceptual_hash(image), pair.id, pair.image))
+        seen.phash.append((perceptual_hash(image), perceptual_hash(image, *FINE_HASH), pair.image))
     _check_mask(pair, image, report)
 
 
@@ -222,18 +227,19 @@ def _cross_checks(report: CheckReport, seen: _Seen) -> None:
     _near_duplicates(report, seen.phash, exact)
 
 
-def _near_duplicates(report: CheckReport, hashes: list[tuple[int, str, Path]], exact: set[frozenset[Path]]) -> None:
-    """Warn for every pair of images whose perceptual hashes differ in at most NEAR_DUPLICATE_BITS bits."""
+def _near_duplicates(report: CheckReport, hashes: list[tuple[int, int, Path]], exact: set[frozenset[Path]]) -> None:
+    """Warn for every pair of images within both near-duplicate bounds (coarse hash first: it is vectorised)."""
     if len(hashes) < 2:
         return
-    codes = np.array([h for h, _, _ in hashes], dtype=np.uint64)
+    codes = np.array([coarse for coarse, _, _ in hashes], dtype=np.uint64)
     for i in range(len(codes) - 1):
         distance = np.bitwise_count(codes[i + 1:] ^ codes[i])
         for j in np.flatnonzero(distance <= NEAR_DUPLICATE_BITS) + i + 1:
-            (_, _, a), (_, _, b) = hashes[i], hashes[j]
-            if frozenset((a, b)) not in exact:
-                report.warnings.append((b, f"near-duplicate of {a} (perceptual hash {int(distance[j - i - 1])} of "
-                                           f"{HASH_SIDE * HASH_SIDE - 1} bits apart): the same picture twice? "
+            (_, fine_a, a), (_, fine_b, b) = hashes[i], hashes[j]
+            fine = (fine_a ^ fine_b).bit_count()
+            if fine <= NEAR_DUPLICATE_FINE_BITS and frozenset((a, b)) not in exact:
+                report.warnings.append((b, f"near-duplicate of {a} (perceptual hashes {int(distance[j - i - 1])} of "
+                                           f"63 and {fine} of 255 bits apart): the same picture or lesion twice? "
                                            "Keep one, or both in one split"))
 
 

@@ -162,3 +162,14 @@ def test_issue14_a_lesion_in_two_split_folders_is_a_problem(tmp_path, write_pair
     report = checks.check_dataset(tmp_path, progress=False)
     assert [(p, "'L1' is in both train and val" in r and str(tmp_path / "train" / "images" / "a1.jpg") in r)
             for p, r in report.problems] == [(tmp_path / "val" / "images" / "a4.jpg", True)]
+
+
+def test_a_similar_layout_alone_is_not_a_near_duplicate(tmp_path, write_pair):
+    """Fixture images 3 and 36 are different drawings 2 of 63 coarse bits apart; the fine hash (96 of 255 bits)
+    keeps them from being reported, as it does for look-alike ISIC images (module docstring)."""
+    for seed in (3, 36):
+        write_pair(tmp_path / "images" / f"s{seed}.jpg", tmp_path / "masks" / f"s{seed}_segmentation.png", seed)
+    image = data.read_image(tmp_path / "images" / "s3.jpg")
+    other = data.read_image(tmp_path / "images" / "s36.jpg")
+    assert (checks.perceptual_hash(image) ^ checks.perceptual_hash(other)).bit_count() <= checks.NEAR_DUPLICATE_BITS
+    assert not [r for _, r in checks.check_dataset(tmp_path, progress=False).warnings if "near-duplicate" in r]
