@@ -452,5 +452,6 @@ def test_cli_table_json_and_csv(ours, tmp_path, capsys):
 
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     (tmp_path / "t").mkdir()
-    assert evaluate.main(["--truth", str(tmp_path / "t"), "--pred", str(tmp_path / "t")]) == 2
+    (tmp_path / "p").mkdir()
+    assert evaluate.main(["--truth", str(tmp_path / "t"), "--pred", str(tmp_path / "p")]) == 2
     assert "error: no *_segmentation.png masks" in capsys.readouterr().err
