@@ -1,29 +1,29 @@
-"""Checkers for the exercises of notebook 04 (training: schedule, loss, early stopping).
+"""Exercises of notebook 04 (training: schedule, loss, early stopping): reference solutions and checkers.
 
-What the notebook's checking cells call (each raises ``AssertionError`` with a hint on a wrong answer, and
-prints one line starting with "Correct" otherwise):
+What the notebook's checking cells call (each says "not attempted yet" to a stub, raises ``AssertionError``
+with a hint on a wrong answer, and prints ``exercise K passed: ...`` otherwise; ``show_solution(K)`` prints the
+reference solution; conventions: :mod:`helpers.exercises.base`):
 
 ``check_lr_at(fn)``
-    Exercise "the learning rate at step t". ``fn(step, total_steps, warmup_steps, base_lr) -> float`` is the
+    Exercise 1, "the learning rate at step t". ``fn(step, total_steps, warmup_steps, base_lr) -> float`` is the
     learning rate of optimisation step ``step`` (0-based) under linear warm-up then cosine decay to 0, the
     schedule of :func:`helpers.training.build_scheduler`. Compared with ``base_lr *
     helpers.training.lr_factor(step, total_steps, warmup_steps)``.
 
 ``check_focal_loss(fn)``
-    Exercise "write a focal loss". ``fn(logits, target, gamma) -> scalar tensor`` for ``(N, 1, H, W)`` logits
-    and float {0, 1} targets: the mean over pixels of ``-(1 - p_t)**gamma * log(p_t)``, where ``p_t`` is the
-    predicted probability of the true class (Lin et al. 2017, without the alpha weight). Compared with
+    Exercise 2, "write a focal loss". ``fn(logits, target, gamma) -> scalar tensor`` for ``(N, 1, H, W)``
+    logits and float {0, 1} targets: the mean over pixels of ``-(1 - p_t)**gamma * log(p_t)``, where ``p_t`` is
+    the predicted probability of the true class (Lin et al. 2017, without the alpha weight). Compared with
     ``torchvision.ops.sigmoid_focal_loss(logits, target, alpha=-1, gamma=gamma, reduction="mean")``.
 
-``check_early_stopping(fn)``
-    Exercise "early stopping by hand". ``fn(val_dice, patience) -> (best_epoch, last_epoch)``: given the
+``check_early_stop(fn)``
+    Exercise 3, "early stopping by hand". ``fn(val_dice, patience) -> (best_epoch, last_epoch)``: given the
     validation Dice of epochs 1, 2, ..., which epoch ``best.pt`` would hold (the first epoch with the
     highest Dice: only a strictly better score replaces it) and after which epoch training stops (the
-    first epoch that ends ``patience`` epochs without improvement, or the last epoch). The rule of
-    :func:`helpers.training.fit` with ``patience``.
+    first epoch that ends ``patience`` epochs without improvement, or the last epoch). The rule of ``fit``
+    with ``TrainConfig(patience=...)``.
 
-The reference answers are :func:`lr_at` and :func:`early_stopping`; the checkers recompute every expected
-value, never compare with stored numbers.
+The checkers recompute every expected value, never compare with stored numbers.
 """
 from __future__ import annotations
 
@@ -31,17 +31,26 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from ..training import lr_factor
+from .base import Exercises
+
+EXERCISES = Exercises("04")
+show_solution = EXERCISES.show_solution
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 1: the learning rate at a given step
 # ----------------------------------------------------------------------------------------------------------
+@EXERCISES.solution(1)
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
-    """Reference answer: ``base_lr`` times :func:`helpers.training.lr_factor` (warm-up, then cosine to 0)."""
-    return base_lr * lr_factor(step, total_steps, warmup_steps)
+    """Learning rate of step `step` (0-based): linear warm-up, then a cosine from base_lr to 0 at step total_steps."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    t = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # 0 -> 1 after the warm-up
+    return base_lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
 _LR_CASES: tuple[tuple[int, int, int, float], ...] = (
@@ -67,28 +76,37 @@ def _lr_hint(fn: Callable[..., float], step: int, total: int, warm: int, base: f
     return "after the warm-up: lr = base_lr * (1 + cos(pi * t)) / 2 with t = (step - warmup) / (total - warmup)"
 
 
+@EXERCISES.checker(1, "write lr_at(step, total_steps, warmup_steps, base_lr) returning the learning rate")
 def check_lr_at(fn: Callable[[int, int, int, float], float]) -> None:
     """Check the learner's ``fn(step, total_steps, warmup_steps, base_lr) -> float``.
 
     Raises:
-        AssertionError: with a hint, on the first case where ``fn`` differs from :func:`lr_at`.
+        AssertionError: with a hint, on the first case where ``fn`` differs from ``base_lr * lr_factor(...)``.
     """
     for step, total, warm, base in _LR_CASES:
         got = fn(step, total, warm, base)
         assert got is not None, "your function returns None: end it with `return ...`"
-        expected = lr_at(step, total, warm, base)
+        expected = base * lr_factor(step, total, warm)
         if not math.isclose(float(got), expected, rel_tol=1e-6, abs_tol=1e-12):
             hint = _lr_hint(fn, step, total, warm, base, float(got))
             raise AssertionError(f"at step {step} of {total} with {warm} warm-up steps and base_lr {base:g} you "
                                  f"returned {float(got):.6g}, expected {expected:.6g}: {hint}")
-    print("Correct: your schedule matches helpers.training.build_scheduler at every step tested.")
+    EXERCISES.passed(1, "your schedule matches helpers.training.build_scheduler at every step tested.")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 2: focal loss
 # ----------------------------------------------------------------------------------------------------------
+@EXERCISES.solution(2)
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
-    """Reference answer: mean over pixels of ``-(1 - p_t)**gamma log(p_t)`` (torchvision, no alpha)."""
+    """Mean over pixels of -(1 - p_t)**gamma * log(p_t), p_t the probability of the true class (no alpha)."""
+    minus_log_pt = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # -log(p_t), stable
+    p_t = torch.exp(-minus_log_pt)
+    return ((1 - p_t) ** gamma * minus_log_pt).mean()
+
+
+def _torchvision_focal(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    """What the checker compares with: torchvision's sigmoid focal loss, alpha off, mean over pixels."""
     return sigmoid_focal_loss(logits, target, alpha=-1, gamma=gamma, reduction="mean")
 
 
@@ -122,11 +140,12 @@ def _focal_hint(got: float, logits: torch.Tensor, target: torch.Tensor, gamma: f
     return "p_t = p where target is 1 and 1 - p where it is 0, with p = sigmoid(logits)"
 
 
+@EXERCISES.checker(2, "write focal_loss(logits, target, gamma) returning the mean focal loss (a scalar tensor)")
 def check_focal_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """Check the learner's focal loss ``fn(logits, target, gamma) -> scalar tensor``.
 
     Raises:
-        AssertionError: with a hint, when a value differs from :func:`focal_loss` (to 1e-5 relative), the
+        AssertionError: with a hint, when a value differs from torchvision's (to 1e-5 relative), the
             result is not a scalar tensor, or no gradient reaches the logits.
     """
     for what, logits, target, gamma in _focal_cases():
@@ -134,7 +153,7 @@ def check_focal_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Ten
         got = fn(x, target.clone(), gamma)
         assert isinstance(got, torch.Tensor) and got.dim() == 0, \
             f"on {what} your function returned {type(got).__name__} {getattr(got, 'shape', '')}: return a scalar tensor"
-        expected = float(focal_loss(logits, target, gamma))
+        expected = float(_torchvision_focal(logits, target, gamma))
         value = float(got.detach())
         if not math.isclose(value, expected, rel_tol=1e-5, abs_tol=1e-7):
             raise AssertionError(f"on {what} you returned {value:.6g}, expected {expected:.6g}: "
@@ -143,17 +162,18 @@ def check_focal_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Ten
             got.backward()
         assert x.grad is not None and torch.isfinite(x.grad).all(), \
             f"on {what} no (finite) gradient reaches the logits: compute the loss with torch operations on them"
-    print("Correct: your focal loss matches torchvision.ops.sigmoid_focal_loss (alpha off), gradients included.")
+    EXERCISES.passed(2, "your focal loss matches torchvision.ops.sigmoid_focal_loss (alpha off), gradients included.")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 3: early stopping
 # ----------------------------------------------------------------------------------------------------------
-def early_stopping(val_dice: Sequence[float], patience: int) -> tuple[int, int]:
-    """Reference answer: ``(best_epoch, last_epoch)``, 1-based, with the rule of :func:`helpers.training.fit`."""
+@EXERCISES.solution(3)
+def early_stop(val_dice: list[float], patience: int) -> tuple[int, int]:
+    """(best_epoch, last_epoch), 1-based: only a strictly better Dice replaces the best; stop after `patience` misses."""
     if not val_dice or patience < 1:
         raise ValueError("need at least one epoch and patience >= 1")
-    best, best_epoch, bad = -math.inf, 0, 0
+    best, best_epoch, bad = float("-inf"), 0, 0
     for epoch, score in enumerate(val_dice, start=1):
         if score > best:
             best, best_epoch, bad = score, epoch, 0
@@ -174,16 +194,17 @@ _STOP_CASES: tuple[tuple[tuple[float, ...], int], ...] = (
 )
 
 
-def check_early_stopping(fn: Callable[[Sequence[float], int], tuple[int, int]]) -> None:
+@EXERCISES.checker(3, "write early_stop(val_dice, patience) returning (best_epoch, last_epoch)")
+def check_early_stop(fn: Callable[[Sequence[float], int], tuple[int, int]]) -> None:
     """Check the learner's ``fn(val_dice, patience) -> (best_epoch, last_epoch)``.
 
     Raises:
-        AssertionError: with a hint, on the first history where the answer differs from :func:`early_stopping`.
+        AssertionError: with a hint, on the first history where the answer differs from :func:`early_stop`.
     """
     for scores, patience in _STOP_CASES:
         got = fn(list(scores), patience)
         assert got is not None and len(got) == 2, "return a pair (best_epoch, last_epoch)"
-        expected = early_stopping(scores, patience)
+        expected = early_stop(list(scores), patience)
         if tuple(int(v) for v in got) == expected:
             continue
         best_epoch, last_epoch = (int(v) for v in got)
@@ -195,4 +216,4 @@ def check_early_stopping(fn: Callable[[Sequence[float], int], tuple[int, int]]) 
                                  "replace it)")
         raise AssertionError(f"{where}: count epochs without a strictly better Dice since the best one; stop at the "
                              "epoch where that count reaches patience (or run to the end)")
-    print("Correct: your early stopping matches helpers.training.fit.")
+    EXERCISES.passed(3, "your early stopping matches fit's patience rule.")
