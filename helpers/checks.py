@@ -148,6 +148,11 @@ def _check_parts(root: Path) -> tuple[str, list[tuple[str, Path, str, str]]]:
     return layout, [("all", root, layout, "training")]
 
 
+def _reason(exc: DatasetError, what: str, path: Path) -> str:
+    """The error's message without its leading ``"<what> <path>: "`` (the report prints the path already)."""
+    return str(exc).removeprefix(f"{what} {path}: ")
+
+
 def _check_mask(pair: Pair, image: np.ndarray | None, report: CheckReport) -> None:
     """Apply the mask rule and the size check to ``pair.mask``; record its lesion fraction or its problem."""
     try:
@@ -156,7 +161,7 @@ def _check_mask(pair: Pair, image: np.ndarray | None, report: CheckReport) -> No
             check_sizes(pair, image.shape, values.shape)
         mask = binarize_mask(values, pair.mask)
     except DatasetError as exc:
-        report.problems.append((pair.mask, str(exc)))
+        report.problems.append((pair.mask, _reason(exc, "mask", pair.mask)))
         return
     fraction = float(mask.mean()) if mask.size else 0.0
     report.lesion_fractions.append(fraction)
@@ -172,7 +177,7 @@ def _check_pair(pair: Pair, report: CheckReport, seen: _Seen) -> None:
     try:
         image = read_image(pair.image)
     except DatasetError as exc:
-        report.problems.append((pair.image, str(exc)))
+        report.problems.append((pair.image, _reason(exc, "image", pair.image)))
     if image is not None:
         report.image_sizes[(image.shape[1], image.shape[0])] += 1
         seen.pixels.setdefault(_pixel_hash(image), []).append((pair.id, pair.image))
