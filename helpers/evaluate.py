@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli import OutputPathError, check_output_path, fail
+from .io import write_text_atomic
 from .metrics import METRIC_NAMES, evaluate_folders
 
 
@@ -47,14 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 success, 2 for a usage or data error, printed to stderr)."""
     args = build_parser().parse_args(argv)
+    if args.truth.resolve() == args.pred.resolve():
+        return fail(f"--truth and --pred are the same folder ({args.truth}): masks scored against themselves "
+                    "always get 1.0. Pass the folder python -m helpers.predict wrote as --pred")
     try:
+        if args.per_image is not None:
+            check_output_path(args.per_image, "--per-image", folder=False)
         per_image, summary = evaluate_folders(args.truth, args.pred)
+    except OutputPathError as err:
+        return fail(err)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.per_image is not None:
-        args.per_image.parent.mkdir(parents=True, exist_ok=True)
-        per_image.to_csv(args.per_image)
+        write_text_atomic(args.per_image, per_image.to_csv())
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

@@ -282,7 +282,8 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
     Each epoch trains on ``splits["train"]`` and validates on ``splits["val"]``; ``history.csv``,
     ``best.pt`` (when the validation Dice improved) and ``last.pt`` are rewritten after every epoch.
     With ``cfg.resume`` and an existing ``last.pt`` the run continues after its last finished epoch
-    (a finished run returns at once); otherwise the run folder's history starts afresh.
+    (a finished run returns at once); otherwise the run folder's history starts afresh. A run that fails
+    before its first epoch is saved removes the run folder it created (no empty run folders are left).
 
     Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1 in the environment) it trains with
     DistributedDataParallel in each of the N processes: it joins the process group (nccl on CUDA, gloo on
@@ -311,18 +312,33 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = 
         device = distributed.init_distributed(device)
     elif distributed.is_distributed():
         device = distributed.local_device(device)
+    fresh = not cfg.run_dir().exists()
     try:
         return _fit(cfg, device, splits, progress and distributed.is_main_process(), list(callbacks or []))
+    except BaseException:
+        if fresh and distributed.is_main_process():
+            _remove_unfinished_run(cfg.run_dir())
+        raise
     finally:
         if own_group:
             distributed.cleanup_distributed()
+
+
+def _remove_unfinished_run(run_dir: Path) -> None:
+    """After a failure before any epoch was saved, remove what a new run wrote (config.json, history.csv)
+    and the run folder itself when that leaves it empty; a folder with a ``last.pt`` is kept (resumable)."""
+    if not run_dir.is_dir() or (run_dir / "last.pt").exists():
+        return
+    for name in ("config.json", "history.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[data.Pair]] | None,
          progress: bool, callbacks: list[Callback]) -> FitResult:
     """:func:`fit` once the device (and, under torchrun, the process group) is set up."""
     run_dir = cfg.run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
     main = distributed.is_main_process()
     runtime.seed_everything(cfg.seed + distributed.get_rank())   # DDP copies rank 0's initial weights
     resuming = cfg.resume and (run_dir / "last.pt").is_file()   # decided before any process writes
@@ -347,7 +363,8 @@ def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[d
         except KeyboardInterrupt:
             if main:
                 print(f"\ninterrupted in epoch {epoch}; {run_dir / 'last.pt'} holds epoch {run.epoch}. "
-                      "Run again with resume=True (or --resume) to continue.")
+                      "Run again with resume=True (or --resume) to continue." if run.epoch else
+                      f"\ninterrupted in epoch {epoch}, before any epoch was saved.")
             raise
         _finish_epoch(cfg, parts, run, row, run_dir, fingerprint)
         for cb in callbacks:

@@ -23,8 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, distributed, models
+from . import distributed, models
+from .cli import OutputPathError, check_output_path, fail
 from .fit import ResumeError, fit
+from .io import DatasetError
 from .training import NonFiniteLossError, TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -87,7 +89,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a training/data error explained on stderr)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a training/data error, 2 a bad setting or an unwritable
+    --out; the reason is one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -95,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # an out-of-range setting: argparse prints usage and exits with status 2
         parser.error(str(err))
     try:
+        check_output_path(cfg.run_dir(), "--out" if args.out else "the run folder (--out)", folder=True)
+    except OutputPathError as err:
+        return fail(err)
+    try:
         result = fit(cfg, progress=not args.quiet)
-    except (NonFiniteLossError, ResumeError, data.DatasetError, models.CheckpointError) as err:
+    except (NonFiniteLossError, ResumeError, DatasetError, models.CheckpointError, ValueError) as err:
         where = f" (rank {distributed.get_rank()})" if distributed.wants_distributed() else ""
         print(f"error{where}: {err}", file=sys.stderr)
         return 1

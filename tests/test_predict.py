@@ -12,9 +12,14 @@ from PIL import Image
 from torch import nn
 
 from helpers import data, metrics, models, synthetic
-from helpers.predict import (MASK_SUFFIX, OVERLAY_DIR, list_images, main as predict_main, postprocess,
-                             predict_batch, predict_folder, predict_probabilities, write_mask)
-from helpers.training import TrainConfig, fit
+from helpers.fit import fit
+from helpers.io import mask_name, read_image, read_mask, write_mask
+from helpers.predict import (MANIFEST, OVERLAY_DIR, list_images, main as predict_main, postprocess, predict_batch,
+                             predict_folder, predict_probabilities)
+from helpers.training import TrainConfig
+
+#: The file-name ending of every ISIC mask: ``<id>_segmentation.png``.
+MASK_ENDING = mask_name("")
 
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
@@ -111,15 +116,6 @@ def test_postprocess_keeps_the_largest_region_and_fills_its_holes():
         postprocess(np.zeros((2, 5, 5)))
 
 
-def test_write_mask_saves_single_channel_0_255(tmp_path):
-    mask = np.array([[0, 1, 1], [0, 0, 1]], np.uint8)
-    path = write_mask(tmp_path / "a" / f"x{MASK_SUFFIX}", mask.astype(bool))
-    with Image.open(path) as im:
-        assert im.mode == "L" and im.size == (3, 2)
-        np.testing.assert_array_equal(np.asarray(im), mask * 255)
-    np.testing.assert_array_equal(metrics.read_mask_png(path), mask.astype(bool))
-
-
 # -------------------------------------------------------------------------------- folders
 @pytest.fixture()
 def flat_images(tmp_path):
@@ -128,19 +124,19 @@ def flat_images(tmp_path):
     sizes = {"ISIC_0000001": (45, 60), "ISIC_0000002": (37, 29), "img three": (32, 32)}
     for i, (name, (h, w)) in enumerate(sizes.items()):
         Image.fromarray(_random_image(h, w, i)).save(folder / f"{name}.{'png' if i == 1 else 'jpg'}")
-    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / f"ISIC_0000001{MASK_SUFFIX}")  # not an image
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / mask_name("ISIC_0000001"))  # not an image
     return folder, sizes
 
 
 def test_predict_folder_writes_isic_masks_at_each_original_size(checkpoint, flat_images, tmp_path):
     folder, sizes = flat_images
     written = predict_folder(checkpoint, folder, tmp_path / "pred", batch_size=2, threshold=0.5)
-    assert sorted(p.name for p in written) == sorted(f"{name}{MASK_SUFFIX}" for name in sizes)
+    assert sorted(p.name for p in written) == sorted(mask_name(name) for name in sizes)
     for path in written:
         with Image.open(path) as im:
             assert im.mode == "L"
             arr = np.asarray(im)
-        assert arr.shape == sizes[path.name[: -len(MASK_SUFFIX)]]
+        assert arr.shape == sizes[path.name.removesuffix(MASK_ENDING)]
         assert set(np.unique(arr)) <= {0, 255}
 
 
@@ -161,7 +157,7 @@ def test_predict_folder_accepts_a_list_of_image_files(checkpoint, flat_images, t
     folder, sizes = flat_images
     chosen = [folder / "ISIC_0000002.png", folder / "img three.jpg"]
     written = predict_folder(checkpoint, chosen, tmp_path / "some")
-    assert [p.name for p in written] == [f"ISIC_0000002{MASK_SUFFIX}", f"img three{MASK_SUFFIX}"]
+    assert [p.name for p in written] == [mask_name("ISIC_0000002"), mask_name("img three")]
     (tmp_path / "other").mkdir()
     twin = tmp_path / "other" / "ISIC_0000002.jpg"
     shutil.copy(folder / "ISIC_0000001.jpg", twin)
@@ -206,7 +202,7 @@ def test_cli(checkpoint, flat_images, tmp_path, capsys):
     assert predict_main(["--checkpoint", str(checkpoint), "--images", str(folder), "--out", str(out),
                          "--tta", "--postprocess", "--threshold", "0.4", "--overlays"]) == 0
     assert f"wrote {len(sizes)} masks" in capsys.readouterr().out
-    assert len(list(out.glob(f"*{MASK_SUFFIX}"))) == len(sizes)
+    assert len(list(out.glob(f"*{MASK_ENDING}"))) == len(sizes)
     assert predict_main(["--checkpoint", str(tmp_path / "missing.pt"), "--images", str(folder),
                          "--out", str(out)]) == 1
     assert "missing.pt" in capsys.readouterr().err
@@ -226,10 +222,10 @@ def test_train_predict_and_official_scorer_agree_with_our_metrics(tmp_path):
     truth.mkdir()
     for i, pair in enumerate(pairs[10:]):
         shutil.copy(pair.image, images / f"ISIC_{i:07d}{pair.image.suffix}")
-        shutil.copy(pair.mask, truth / f"ISIC_{i:07d}{MASK_SUFFIX}")
+        shutil.copy(pair.mask, truth / mask_name(f"ISIC_{i:07d}"))
     # A threshold between the probabilities' quartiles so masks are neither empty nor full after 2 epochs.
     model = models.load_model(result.best_path)
-    probs = np.concatenate([predict_probabilities(model, data.read_image(p), 32).ravel()
+    probs = np.concatenate([predict_probabilities(model, read_image(p), 32).ravel()
                             for p in sorted(images.iterdir())])
     threshold = float(np.clip(np.quantile(probs, 0.6), 0.01, 0.99))
     pred = tmp_path / "pred"
@@ -258,3 +254,84 @@ def test_error_overlay_colours_tp_fp_fn_and_keeps_tn():
         plots.error_overlay(image, truth[:2], pred)
     fig = plots.prediction_grid([image, image], [truth, truth], [pred, pred], titles=["a", "b"])
     assert len(fig.axes) == 8
+
+
+# -------------------------------------------------------------------------------- refusals (issue 11)
+def test_predict_refuses_a_folder_of_masks_it_did_not_write(checkpoint, flat_images, tmp_path):
+    folder, sizes = flat_images
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    write_mask(truth / mask_name("ISIC_0000001"), np.ones((45, 60), bool))
+    before = (truth / mask_name("ISIC_0000001")).read_bytes()
+    with pytest.raises(ValueError, match=r"already holds 1 mask\(s\) that helpers.predict did not write.*"
+                                         r"ISIC_0000001_segmentation.png.*--overwrite"):
+        predict_folder(checkpoint, folder, truth)
+    assert (truth / mask_name("ISIC_0000001")).read_bytes() == before and not (truth / MANIFEST).exists()
+    assert len(predict_folder(checkpoint, folder, truth, overwrite=True)) == len(sizes)
+    out = tmp_path / "pred"
+    predict_folder(checkpoint, folder, out)
+    assert len(predict_folder(checkpoint, folder, out, threshold=0.3)) == len(sizes)   # its own masks: fine
+
+
+def test_predict_refuses_the_truth_folder_beside_the_images_even_with_overwrite(checkpoint, flat_images, tmp_path):
+    folder, _ = flat_images
+    isic = tmp_path / "isic"
+    shutil.copytree(folder, isic / "images")
+    (isic / "masks").mkdir()
+    for target in (isic, isic / "images"):
+        with pytest.raises(ValueError, match="ground-truth mask folder of these images"):
+            predict_folder(checkpoint, target, isic / "masks", overwrite=True)
+    assert not any((isic / "masks").iterdir())
+
+
+def test_duplicate_ids_in_a_folder_are_refused_naming_both_files(checkpoint, tmp_path):
+    folder = tmp_path / "dupes"
+    folder.mkdir()
+    Image.fromarray(_random_image(20, 20, 1)).save(folder / "x.jpg")
+    Image.fromarray(_random_image(20, 20, 2)).save(folder / "x.png")
+    Image.fromarray(_random_image(20, 20, 3)).save(folder / "y.png")
+    with pytest.raises(ValueError, match=r"x\.jpg and .*x\.png.*rename or remove one"):
+        predict_folder(checkpoint, folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_image_file_is_predicted_and_a_non_image_file_is_explained(checkpoint, flat_images, tmp_path):
+    folder, sizes = flat_images
+    written = predict_folder(checkpoint, folder / "ISIC_0000002.png", tmp_path / "one")
+    assert [p.name for p in written] == [mask_name("ISIC_0000002")]
+    assert read_mask(written[0]).shape == sizes["ISIC_0000002"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(ValueError, match=r"notes.txt is not an image file.*one image file"):
+        predict_folder(checkpoint, notes, tmp_path / "one")
+
+
+def test_a_run_folder_as_checkpoint_says_which_file_to_pass(checkpoint, flat_images, tmp_path):
+    folder, _ = flat_images
+    with pytest.raises(models.CheckpointError, match=rf"{checkpoint.parent.name} is a folder.*pass .*best\.pt"):
+        predict_folder(checkpoint.parent, folder, tmp_path / "out")
+
+
+def test_a_killed_predict_leaves_no_partial_mask(checkpoint, flat_images, tmp_path, monkeypatch):
+    """The PNG encoder dies half-way through the second mask: no 0-byte or truncated mask is left."""
+    folder, _ = flat_images
+    real_save = Image.Image.save
+    calls = []
+
+    def dying_save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 2:
+            with open(fp, "wb"):
+                pass                          # the file exists, empty, when the process is killed
+            raise KeyboardInterrupt
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", dying_save)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        predict_folder(checkpoint, folder, out)
+    monkeypatch.undo()
+    masks = sorted(out.glob(f"*{MASK_ENDING}"))
+    assert [p.name for p in masks] == [mask_name("ISIC_0000001")]           # the first, complete
+    assert read_mask(masks[0]).shape == (45, 60)
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, masks[0].name])   # no temporary file

@@ -118,10 +118,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         The checkpoint dict (``format``, ``model_name``, ``model_kwargs``, ``state_dict`` and the extras).
 
     Raises:
-        CheckpointError: the file is missing, not a PyTorch file, truncated, holds unsafe objects, or is not
-            in the course's checkpoint format. The message names the file and the fix.
+        CheckpointError: the file is missing (or is a folder), not a PyTorch file, truncated, holds unsafe
+            objects, or is not in the course's checkpoint format. The message names the file and the fix.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
+        hint = (f"pass {path / inside[0]}" + (" (the best validation Dice) or last.pt (the last epoch)"
+                                              if len(inside) > 1 else "")
+                if inside else "pass the .pt file of a run folder, e.g. runs/<model>/best.pt")
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file: {hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train a model first "
                               "(python -m helpers.train) to create it")
