@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: the environment record, step timing, tables and JSON output.
+"""Shared bits of the benchmark scripts: the environment record, step times, tables, paths and JSON output.
 
 Not part of :mod:`helpers`: the scripts in ``benchmarks/`` import it as a sibling module (``import _common``),
 which works when they run as ``python benchmarks/<name>.py`` (their folder is first on ``sys.path``).
@@ -10,8 +10,7 @@ import os
 import platform
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,27 +90,6 @@ def paired_ratio(full: StepTimes, bare: StepTimes) -> tuple[float, list[float]]:
     return statistics.median(pairs), pairs
 
 
-def time_steps(step: Callable[[], Any], steps: int, warmup: int, items_per_step: int,
-               device: torch.device) -> StepTimes:
-    """Run ``step()`` ``warmup + steps`` times and time the last ``steps`` calls one by one.
-
-    Raises:
-        ValueError: ``steps < 1`` or ``warmup < 0``.
-    """
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return StepTimes(seconds, items_per_step)
-
-
 def take(loader: Iterable[Any], n: int) -> Iterator[Any]:
     """The first ``n`` batches of ``loader`` from a fresh iterator (as each epoch of training starts one).
 
@@ -157,6 +135,21 @@ def write_json(result: Mapping[str, Any], path: str | os.PathLike[str] | None) -
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return text
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as printed and stored in results: relative to the working directory when it lies under it,
+    ``~/...`` under the home folder, else only its last two parts (``.../data/synthetic``), so no output
+    carries the layout of the machine that ran it."""
+    path = Path(path).expanduser()
+    if not path.is_absolute():
+        return str(path)
+    resolved = path.resolve()
+    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        if resolved.is_relative_to(base):
+            rel = resolved.relative_to(base)
+            return f"{prefix}{rel}" if str(rel) != "." else (prefix.rstrip("/") or ".")
+    return str(Path("...", *resolved.parts[-2:]))
 
 
 def eprint(*args: Any) -> None:

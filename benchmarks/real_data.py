@@ -1,6 +1,6 @@
 """Train, select on val, predict and score on a held-out split: our recipe against a plain reference.
 
-    python benchmarks/real_data.py --data /work/shared/data/isic-real --test holdout --budget-minutes 20 \\
+    python benchmarks/real_data.py --data DATA_DIR --test holdout --budget-minutes 20 \\
         [--models resnet_unet_aspp,reference] [--img-size S] [--loss L] [--no-augment] [--select-on-val] \\
         [--tta] [--postprocess] \\
         [--json OUT]
@@ -8,10 +8,12 @@
 For each model in ``--models``:
 
 * a :func:`helpers.models.build_model` name is trained on ``train`` with the course recipe
-  (:func:`helpers.training.fit`); ``best.pt`` (best validation Dice) is the model kept;
-* ``reference`` is the plain baseline: the same smp U-Net with a ResNet34 encoder (``smp_unet``), trained
-  by the short loop in :func:`train_reference` (Adam lr 1e-3, BCE only, no augmentation, no schedule, no
-  validation), same image size, batch, train split and time budget; its final weights, threshold 0.5.
+  (:func:`helpers.fit.fit`); ``best.pt`` (best validation Dice) is the model kept;
+* ``reference`` is the plain baseline: the same smp U-Net with a ResNet34 encoder (``smp_unet``), built by
+  :func:`helpers.fit.build_parts` from :data:`REFERENCE_RECIPE` (Adam, i.e. AdamW without weight decay, at a
+  constant lr 1e-3, BCE only, no augmentation) and trained by the short loop in :func:`reference_epoch` (no
+  schedule, no validation), same image size, batch, train split and time budget; its final weights,
+  threshold 0.5.
 
 ``--budget-minutes`` is the training wall time per model: a probe times a few steps (plus, for the recipe,
 a validation pass and the two checkpoint writes of an epoch) and the epoch count is the number of epochs
@@ -30,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import math
 import os
 import re
@@ -44,11 +45,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 import _common
-from helpers import config, data, fit, losses, metrics, models, predict, runtime, synthetic, training
+from helpers import config, data, fit, io, layouts, losses, metrics, models, predict, runtime, synthetic, training
+from helpers.train import json_object_arg
 
 REFERENCE = "reference"
 #: What ``reference`` builds: smp's U-Net with its default ResNet34 encoder.
@@ -83,13 +84,11 @@ def _model_list(text: str) -> list[str]:
     return names
 
 
-def _kwargs_map(text: str) -> dict[str, dict[str, Any]]:
-    """Parse ``--model-kwargs``: a JSON object mapping a model name to its extra build_model arguments."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"--model-kwargs is not JSON ({err})") from err
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+def model_kwargs_map(text: str) -> dict[str, dict[str, Any]]:
+    """Parse ``--model-kwargs``: a JSON object mapping a model name to its extra build_model arguments
+    (each value a JSON object, as ``python -m helpers.train --model-kwargs`` takes for one model)."""
+    value = json_object_arg(text)
+    if not all(isinstance(v, dict) for v in value.values()):
         raise argparse.ArgumentTypeError("--model-kwargs must map model names to objects, e.g. "
                                          "'{\"reference\": {\"encoder_name\": \"resnet18\"}}'")
     return value
@@ -106,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=float, default=20.0, help="training wall time per model")
     p.add_argument("--models", type=_model_list, default=list(DEFAULT_MODELS),
                    help="comma-separated build_model names and/or 'reference'")
-    p.add_argument("--model-kwargs", type=_kwargs_map, default={}, metavar="JSON",
+    p.add_argument("--model-kwargs", type=model_kwargs_map, default={}, metavar="JSON",
                    help="per-model build arguments, e.g. '{\"se_unet\": {\"base\": 16}}' (reported numbers "
                         "use the defaults)")
     p.add_argument("--img-size", type=int, default=training.TrainConfig().img_size, help="square training size")
@@ -137,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 class Dataset:
     """The splits of one benchmark run and a plain description of where they came from."""
 
-    splits: dict[str, list[data.Pair]]
+    splits: dict[str, list[layouts.Pair]]
     description: str
     synthetic: bool
 
@@ -153,13 +152,13 @@ def load_dataset(root: Path | None, n: int, size: int, seed: int) -> Dataset:
         splits = data.course_splits(folder, seed=seed)
         h = synthetic.image_shape(size)[0]
         text = (f"SYNTHETIC: {n} procedural images ({size}x{h} px, helpers.synthetic, seed {seed}) split 80/10/10 "
-                f"by id in {folder} -- not real dermoscopy; pass --data DIR for real images")
+                f"by id in {_common.shown_path(folder)} -- not real dermoscopy; pass --data DIR for real images")
         return Dataset(splits, text, True)
     splits = data.course_splits(root, seed=seed)
-    return Dataset(splits, str(Path(root).resolve()), False)
+    return Dataset(splits, _common.shown_path(root), False)
 
 
-def check_disjoint(splits: Mapping[str, Sequence[data.Pair]]) -> None:
+def check_disjoint(splits: Mapping[str, Sequence[layouts.Pair]]) -> None:
     """Make sure no held-out id is in train or val (training and tuning never see it).
 
     Raises:
@@ -169,15 +168,16 @@ def check_disjoint(splits: Mapping[str, Sequence[data.Pair]]) -> None:
     for a, b in itertools.combinations(sorted(ids), 2):
         shared = sorted(ids[a] & ids[b])
         if shared:
-            raise data.DatasetError(f"ids {shared[:5]} are in both {a} and {b}: remove them from one split")
+            raise io.DatasetError(f"ids {shared[:5]} are in both {a} and {b}: remove them from one split")
 
 
-def materialize_split(pairs: Sequence[data.Pair], folder: Path) -> Path:
+def materialize_split(pairs: Sequence[layouts.Pair], folder: Path) -> Path:
     """An ISIC-layout copy of ``pairs`` for prediction and scoring: ``images/`` and ``masks/``.
 
-    Images are symbolic links to the originals (copies where links fail). Masks are rewritten as
-    single-channel 0/255 ``<id>_segmentation.png`` from :func:`helpers.data.read_mask`, so 0/1 or RGB
-    masks of other layouts are scored correctly by both scorers. Returns ``folder``.
+    Images are symbolic links to the originals (copies where links fail). Masks are read with the
+    package's one mask rule (:func:`helpers.io.read_mask`) and written as single-channel 0/255
+    ``<id>_segmentation.png`` (:func:`helpers.io.write_mask`), the names both scorers expect, whatever the
+    layout called them. Returns ``folder``.
     """
     if folder.exists():
         shutil.rmtree(folder)
@@ -189,7 +189,7 @@ def materialize_split(pairs: Sequence[data.Pair], folder: Path) -> Path:
             os.symlink(pair.image.resolve(), link)
         except OSError:
             shutil.copy2(pair.image, link)
-        Image.fromarray(data.read_mask(pair.mask) * 255).save(folder / "masks" / f"{pair.id}_segmentation.png")
+        io.write_mask(folder / "masks" / io.mask_name(pair.id), io.read_mask(pair.mask))
     return folder
 
 
@@ -248,44 +248,41 @@ def _save_seconds(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Pa
     return seconds
 
 
-def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[data.Pair]], device: torch.device,
+def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[layouts.Pair]], device: torch.device,
                  steps: int) -> Probe:
     """Time ``steps + 1`` training steps, a validation pass (from 2 batches) and the checkpoint writes of ``cfg``.
 
-    Uses :func:`helpers.training.train_one_epoch` and :func:`helpers.training.validate` on loaders built
-    as :func:`helpers.training.fit` builds them (this also builds the preprocessing cache fit then reuses).
+    Uses :func:`helpers.training.train_one_epoch` and :func:`helpers.training.validate` on the loaders and
+    parts :func:`helpers.fit.fit` builds (:func:`helpers.fit.build_loaders`, :func:`helpers.fit.build_parts`;
+    this also builds the preprocessing cache fit then reuses).
     """
-    loaders = data.make_loaders({"train": splits["train"], "val": splits["val"]}, cfg.img_size, cfg.batch_size,
-                                augment=cfg.augment, num_workers=cfg.num_workers, seed=cfg.seed,
-                                persistent_workers=False)
-    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
-    memory = torch.channels_last if channels_last else torch.contiguous_format
-    model = models.build_model(cfg.model, pretrained=cfg.pretrained, **cfg.model_kwargs).to(device,
-                                                                                             memory_format=memory)
-    optimizer = training.build_optimizer(model, cfg.lr, cfg.weight_decay)
-    loss_fn = losses.build_loss(cfg.loss).to(device)
-    amp = training.resolve_amp(cfg.amp, device)
+    parts = fit.build_parts(cfg, fit.build_loaders(cfg, splits), device)
+    loaders = parts.loaders
     n = min(steps + 1, len(loaders["train"]))
 
     def run(on_step: Callable[[], None]) -> None:
-        training.train_one_epoch(model, _common.take(loaders["train"], n), loss_fn, optimizer, device=device,
-                                 amp_dtype=amp, channels_last=channels_last,
+        training.train_one_epoch(parts.net, _common.take(loaders["train"], n), parts.loss_fn, parts.optimizer,
+                                 parts.scheduler, device=device, amp_dtype=parts.amp_dtype, scaler=parts.scaler,
+                                 grad_clip=cfg.grad_clip, channels_last=parts.channels_last,
                                  callbacks=[lambda event, info: on_step()])
 
     first, step = _timed_steps(run, device)
     k = min(2, len(loaders["val"]))
     start = time.perf_counter()
-    training.validate(model, _common.take(loaders["val"], k), loss_fn, device=device, amp_dtype=amp,
-                      channels_last=channels_last)
+    training.validate(parts.model, _common.take(loaders["val"], k), parts.loss_fn, device=device,
+                      amp_dtype=parts.amp_dtype, channels_last=parts.channels_last)
     val_s = (time.perf_counter() - start) / k * len(loaders["val"])
-    save_s = _save_seconds(model, optimizer, cfg.run_dir())
+    save_s = _save_seconds(parts.model, parts.optimizer, cfg.run_dir())
     return Probe(first, step, val_s, save_s, len(loaders["train"]))
 
 
 # ------------------------------------------------------------------------------------------- the plain reference
 def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], optimizer: torch.optim.Optimizer,
                     loss_fn: nn.Module, device: torch.device, on_step: Callable[[], None] | None = None) -> float:
-    """One epoch of the plain loop: forward, BCE, backward, Adam step. Returns the mean loss per batch."""
+    """One epoch of the plain loop: forward, BCE, backward, optimiser step (no schedule, no clipping, float32).
+
+    Returns the mean loss per batch.
+    """
     model.train()
     total, count = 0.0, 0
     for batch in batches:
@@ -300,40 +297,50 @@ def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], opti
     return total / max(1, count)
 
 
-def _reference_parts(train: Sequence[data.Pair], img_size: int, batch_size: int, device: torch.device,
-                     seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any]
-                     ) -> tuple[Any, nn.Module, torch.optim.Optimizer, nn.Module]:
-    """Loader (resize + normalise only), ``smp_unet`` model, Adam(lr=1e-3) and BCE of the reference."""
+def reference_config(img_size: int, batch_size: int, seed: int, workers: int | None, pretrained: bool,
+                     kwargs: Mapping[str, Any]) -> training.TrainConfig:
+    """The plain reference as a TrainConfig: ``smp_unet``, Adam (AdamW without weight decay) at a constant lr
+    1e-3 (no warm-up, a cosine that ends where it starts), BCE, no augmentation, float32, default layout."""
+    return training.TrainConfig(model=REFERENCE_MODEL, model_kwargs=dict(kwargs), pretrained=pretrained,
+                                img_size=img_size, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup=0.0,
+                                min_lr_ratio=1.0, loss="bce", augment=False, amp="off", channels_last=False,
+                                seed=seed, num_workers=workers)
+
+
+def _reference_parts(train: Sequence[layouts.Pair], img_size: int, batch_size: int, device: torch.device,
+                     seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any]) -> fit.Parts:
+    """Train loader (resize + normalise only), model, optimiser and BCE of the reference, by build_parts."""
     runtime.seed_everything(seed)
-    loader = data.make_loaders({"train": train}, img_size, batch_size, augment=False, num_workers=workers,
-                               seed=seed, persistent_workers=False)["train"]
-    model = models.build_model(REFERENCE_MODEL, pretrained=pretrained, **kwargs).to(device)
-    return loader, model, torch.optim.Adam(model.parameters(), lr=1e-3), nn.BCEWithLogitsLoss()
+    cfg = reference_config(img_size, batch_size, seed, workers, pretrained, kwargs)
+    loaders = data.make_loaders({"train": train}, img_size, batch_size, augment=False, num_workers=workers,
+                                seed=seed, persistent_workers=False)
+    return fit.build_parts(cfg, loaders, device)
 
 
-def probe_reference(train: Sequence[data.Pair], img_size: int, batch_size: int, device: torch.device, seed: int,
+def probe_reference(train: Sequence[layouts.Pair], img_size: int, batch_size: int, device: torch.device, seed: int,
                     workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], steps: int) -> Probe:
     """Time ``steps + 1`` steps of :func:`reference_epoch` (no validation; one checkpoint write at the end)."""
-    loader, model, optimizer, loss_fn = _reference_parts(train, img_size, batch_size, device, seed, workers,
-                                                         pretrained, kwargs)
+    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs)
+    loader = parts.loaders["train"]
     n = min(steps + 1, len(loader))
     first, step = _timed_steps(
-        lambda on_step: reference_epoch(model, _common.take(loader, n), optimizer, loss_fn, device, on_step),
+        lambda on_step: reference_epoch(parts.model, _common.take(loader, n), parts.optimizer, parts.loss_fn,
+                                        device, on_step),
         device)
     return Probe(first, step, 0.0, 0.0, len(loader))
 
 
-def train_reference(train: Sequence[data.Pair], img_size: int, batch_size: int, epochs: int, device: torch.device,
+def train_reference(train: Sequence[layouts.Pair], img_size: int, batch_size: int, epochs: int, device: torch.device,
                     seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], out: Path) -> Path:
     """Train the plain reference for ``epochs`` epochs; save its final weights to ``out/final.pt`` and return it."""
-    loader, model, optimizer, loss_fn = _reference_parts(train, img_size, batch_size, device, seed, workers,
-                                                         pretrained, kwargs)
+    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs)
     for epoch in range(1, epochs + 1):
-        loss = reference_epoch(model, loader, optimizer, loss_fn, device)
+        loss = reference_epoch(parts.model, parts.loaders["train"], parts.optimizer, parts.loss_fn, device)
         _common.eprint(f"  reference epoch {epoch}/{epochs}: train BCE {loss:.4f}")
-    return models.save_checkpoint(out / "final.pt", model, kind="reference", epoch=epochs,
+    return models.save_checkpoint(out / "final.pt", parts.model, kind="reference", epoch=epochs,
                                   config={"img_size": img_size, "batch_size": batch_size, "lr": 1e-3,
-                                          "loss": "bce", "optimizer": "adam", "augment": False, "epochs": epochs})
+                                          "loss": "bce", "optimizer": "adam (adamw, weight_decay 0)", "augment": False,
+                                          "epochs": epochs})
 
 
 # ----------------------------------------------------------------------------------------------------- scoring
@@ -365,15 +372,12 @@ def score_folder(truth_dir: Path, pred_dir: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- select on val
-def val_probabilities(checkpoint: Path, pairs: Sequence[data.Pair], img_size: int, device: torch.device,
+def val_probabilities(checkpoint: Path, pairs: Sequence[layouts.Pair], img_size: int, device: torch.device,
                       tta: bool, batch_size: int = 8) -> list[np.ndarray]:
     """``(H, W) float32`` lesion probabilities of every val image at its own size (predict.predict_batch)."""
     model = models.load_model(checkpoint, map_location="cpu").to(device)
-    probs: list[np.ndarray] = []
-    for start in range(0, len(pairs), batch_size):
-        images = [data.read_image(p.image) for p in pairs[start:start + batch_size]]
-        probs += predict.predict_batch(model, images, img_size, tta=tta, device=device)
-    return probs
+    images = [io.read_image(p.image) for p in pairs]
+    return predict.predict_batch(model, images, img_size, tta=tta, device=device, batch_size=batch_size)
 
 
 def grid_scores(probs: Mapping[bool, Sequence[np.ndarray]], truths: Sequence[np.ndarray],
@@ -403,10 +407,10 @@ def best_settings(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                                          abs(r["threshold"] - 0.5))))
 
 
-def select_on_val(checkpoint: Path, val: Sequence[data.Pair], img_size: int, device: torch.device
+def select_on_val(checkpoint: Path, val: Sequence[layouts.Pair], img_size: int, device: torch.device
                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Compare TTA x post-processing x threshold on the val split; return ``(best row, all rows)``."""
-    truths = [data.read_mask(p.mask) for p in val]
+    truths = [io.read_mask(p.mask) for p in val]
     probs = {tta: val_probabilities(checkpoint, val, img_size, device, tta) for tta in (False, True)}
     rows = grid_scores(probs, truths)
     return best_settings(rows), rows
@@ -445,7 +449,7 @@ def _announce(name: str, probe: Probe, epochs: int, budget_s: float) -> None:
                        "training one epoch anyway. Lower --img-size or raise --budget-minutes to stay within it.")
 
 
-def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequence[data.Pair]],
+def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequence[layouts.Pair]],
                 device: torch.device, out: Path) -> Trained:
     """Probe, choose the epochs for the budget, train ``name`` (recipe or reference) into ``out/name``."""
     budget_s = args.budget_minutes * 60
@@ -515,7 +519,7 @@ def _ratios(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, floa
     return out, "ours / reference, held-out thresholded Jaccard (helpers.metrics)"
 
 
-def _settings_label(tta: bool, postprocess: bool, threshold: float) -> str:
+def settings_label(tta: bool, postprocess: bool, threshold: float) -> str:
     """``tta+pp@0.45``-style label of prediction settings."""
     parts = [p for p, on in (("tta", tta), ("pp", postprocess)) if on]
     return f"{'+'.join(parts) or 'plain'}@{threshold:g}"
@@ -547,18 +551,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tta, clean = (args.tta, args.postprocess) if recipe else (False, False)
         common = dict(img_size=args.img_size, budget_s=args.budget_minutes * 60)
         rows.append(evaluate_model(trained, name, heldout, out, device, tta=tta, postprocess=clean, threshold=0.5,
-                                   settings=_settings_label(tta, clean, 0.5), **common))
+                                   settings=settings_label(tta, clean, 0.5), **common))
         if recipe and args.select_on_val:
             best, grid = select_on_val(trained.checkpoint, splits["val"], args.img_size, device)
             selections[name] = {"best": best, "grid": grid}
             _common.eprint(f"  selected on val: {best}")
             row = evaluate_model(trained, name, heldout, out, device, tta=best["tta"], postprocess=best["postprocess"],
-                                 threshold=best["threshold"], settings="val-selected " + _settings_label(
+                                 threshold=best["threshold"], settings="val-selected " + settings_label(
                                      best["tta"], best["postprocess"], best["threshold"]), **common)
             rows.append({**row, "val_threshold_jaccard": best["val_threshold_jaccard"]})
     ratios, ratio_note = _ratios(rows)
     first = next((m for m in args.models if m != REFERENCE), None)
-    default_label = _settings_label(args.tta, args.postprocess, 0.5)
+    default_label = settings_label(args.tta, args.postprocess, 0.5)
     official = next((r["official_note"] for r in rows), None)
     return {"benchmark": "real_data", "data": dataset.description, "synthetic": dataset.synthetic,
             "test_split": args.test, "n_train": len(splits["train"]), "n_val": len(splits["val"]),
@@ -566,7 +570,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "budget_minutes": args.budget_minutes, "recipe_loss": args.loss, "recipe_augment": not args.no_augment,
             "official_scorer": official, "rows": rows,
             "ratio": ratios.get(first, {}).get(default_label) if first else None, "ratios": ratios,
-            "ratio_note": ratio_note, "selections": selections, "seed": args.seed, "work_dir": str(out),
+            "ratio_note": ratio_note, "selections": selections, "seed": args.seed,
+            "work_dir": _common.shown_path(out),
             **_common.environment(device)}
 
 

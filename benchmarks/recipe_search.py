@@ -1,11 +1,11 @@
 """Search recipe settings (image size, loss, augmentation) on the validation split only.
 
-    python benchmarks/recipe_search.py --data /work/shared/data/isic-real --budget-minutes 10 \\
+    python benchmarks/recipe_search.py --data DATA_DIR --budget-minutes 10 \\
         --configs 128:bce+dice,96:bce+dice,160:bce+dice,128:dice,128:bce+dice:noaug [--json OUT]
 
 Each configuration ``SIZE:LOSS[:noaug]`` trains the recipe model (``--model``, default ``resnet_unet_aspp``)
 on ``train`` for the same wall-time budget, exactly as ``benchmarks/real_data.py`` trains it (budget probe,
-then :func:`helpers.training.fit` for the epochs that fit, ``best.pt`` by val Dice). Its score is the best
+then :func:`helpers.fit.fit` for the epochs that fit, ``best.pt`` by val Dice). Its score is the best
 **val** thresholded Jaccard over flip TTA x post-processing x threshold (the grid ``--select-on-val`` uses),
 with the plain threshold-0.5 figure beside it. The table is sorted best first and ends with the
 ``real_data.py`` command that trains the winner against the plain reference and reports it once on the
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-budget-minutes", type=float, default=20.0,
                    help="budget written into the printed real_data.py command for the winner")
     p.add_argument("--model", default=real_data.DEFAULT_MODELS[0], help="the recipe model to train")
-    p.add_argument("--model-kwargs", type=real_data._kwargs_map, default={}, metavar="JSON",
+    p.add_argument("--model-kwargs", type=real_data.model_kwargs_map, default={}, metavar="JSON",
                    help="build arguments of --model, e.g. '{\"resnet_unet_aspp\": {\"encoder_name\": \"resnet18\"}}'")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--probe-steps", type=int, default=3)
@@ -138,7 +138,7 @@ def search_one(cfg: SearchConfig, args: argparse.Namespace, splits: Mapping[str,
             "over_budget": trained.train_seconds > budget_s, "best_epoch": trained.best_epoch,
             "best_val_dice": trained.val_dice, "val_threshold_jaccard_plain": plain["val_threshold_jaccard"],
             "val_threshold_jaccard": best["val_threshold_jaccard"], "val_dice": best["val_dice"],
-            "val_settings": real_data._settings_label(best["tta"], best["postprocess"], best["threshold"]),
+            "val_settings": real_data.settings_label(best["tta"], best["postprocess"], best["threshold"]),
             "grid": grid}
 
 

@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 import _common
-from helpers import config, data, losses, models, predict, runtime, synthetic, training
+from helpers import config, data, fit, layouts, models, predict, runtime, synthetic, training
+from helpers.io import read_image
 from helpers.train import json_object_arg
 
 #: The throughput ratio the course aims for at 256 px, batch 16 (issue 5).
@@ -85,11 +86,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--img-size {args.img_size} is below 32, the smallest synthetic image: use >= 32")
 
 
-def _amp_dtype(enabled: bool, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``--amp``: bfloat16 on the CPU, the recipe's ``auto`` choice on CUDA."""
+def _amp_setting(enabled: bool, device: torch.device) -> str:
+    """The TrainConfig ``amp`` for ``--amp``: ``bf16`` on the CPU, the recipe's ``auto`` choice on CUDA."""
     if not enabled:
-        return None
-    return training.resolve_amp("auto" if device.type == "cuda" else "bf16", device)
+        return "off"
+    return "auto" if device.type == "cuda" else "bf16"
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -98,26 +99,33 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
 
 
 class _Setup:
-    """Model, loss, optimiser, scheduler, loader and in-memory tensors shared by every measurement."""
+    """Model, loss, optimiser, scheduler, loader and in-memory tensors shared by every measurement.
 
-    def __init__(self, args: argparse.Namespace, device: torch.device, pairs: list[data.Pair]) -> None:
+    Model, loss, optimiser (AdamW), scheduler and scaler come from :func:`helpers.fit.build_parts` with the
+    recipe's defaults for everything the arguments do not set (two epochs of schedule).
+    """
+
+    def __init__(self, args: argparse.Namespace, device: torch.device, pairs: list[layouts.Pair]) -> None:
         self.device = device
         self.batch_size = args.batch_size
         self.img_size = args.img_size
-        self.amp_dtype = _amp_dtype(args.amp, device)
-        self.channels_last = args.channels_last
-        self.loader = data.make_loaders({"train": pairs}, args.img_size, args.batch_size, augment=True,
-                                        num_workers=args.workers, seed=0, persistent_workers=False)["train"]
-        self.workers = self.loader.num_workers
-        model = models.build_model(args.model, **args.model_kwargs)
-        memory = torch.channels_last if args.channels_last else torch.contiguous_format
-        self.model = model.to(device, memory_format=memory)
-        self.net: nn.Module = torch.compile(self.model) if args.compile else self.model
-        self.loss_fn = losses.build_loss(args.loss).to(device)
-        self.optimizer = training.build_optimizer(self.model)
-        self.scheduler = training.build_scheduler(self.optimizer, epochs=2,
-                                                  steps_per_epoch=len(self.loader))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        loader = data.make_loaders({"train": pairs}, args.img_size, args.batch_size, augment=True,
+                                   num_workers=args.workers, seed=0, persistent_workers=False)["train"]
+        cfg = training.TrainConfig(model=args.model, model_kwargs=args.model_kwargs, img_size=args.img_size,
+                                   batch_size=args.batch_size, epochs=2, loss=args.loss,
+                                   amp=_amp_setting(args.amp, device), channels_last=args.channels_last)
+        parts = fit.build_parts(cfg, {"train": loader}, device)
+        self.loader = loader
+        self.workers = loader.num_workers
+        self.amp_dtype = parts.amp_dtype
+        self.channels_last = parts.channels_last
+        self.model = parts.model
+        self.net: nn.Module = torch.compile(parts.net) if args.compile else parts.net
+        self.loss_fn = parts.loss_fn
+        self.optimizer = parts.optimizer
+        self.scheduler = parts.scheduler
+        self.scaler = parts.scaler
+        memory = torch.channels_last if parts.channels_last else torch.contiguous_format
         generator = torch.Generator().manual_seed(0)
         shape = (args.batch_size, 3, args.img_size, args.img_size)
         self.x = torch.randn(shape, generator=generator).to(device, memory_format=memory)
@@ -231,10 +239,10 @@ def measure_predict_folder(s: _Setup, images_dir: Path, work: Path) -> dict[str,
     return {"images_per_s": ips, "bare_images_per_s": bare_ips, "ratio": ips / bare_ips, "n": len(written)}
 
 
-def synthetic_pairs(n: int, size: int, root: Path | None) -> tuple[Path, list[data.Pair]]:
+def synthetic_pairs(n: int, size: int, root: Path | None) -> tuple[Path, list[layouts.Pair]]:
     """The synthetic set of ``n`` pairs ``size`` px wide (drawn once, then reused) and its pairs."""
     folder = synthetic.ensure_synthetic(n, size, seed=0, root=root)
-    return folder, data.discover_pairs(folder)
+    return folder, layouts.discover_pairs(folder)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train = measure_training(s, args.steps, args.warmup)
     if args.profile:
         profile_training(s, args.warmup + args.steps, args.profile)
-    images = [data.read_image(p.image) for p in pairs[:args.batch_size]]
+    images = [read_image(p.image) for p in pairs[:args.batch_size]]
     _common.eprint(f"inference: {args.warmup} + {args.steps} bare forwards and predict_batch calls, interleaved")
     infer = measure_inference(s, images, args.steps, args.warmup)
     work = config.runs_dir() / "benchmarks" / "throughput"
@@ -264,7 +272,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "img_size": args.img_size, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
         "loss": args.loss, "amp": str(s.amp_dtype).removeprefix("torch.") if s.amp_dtype
         else "off", "channels_last": args.channels_last, "compile": args.compile, "workers": s.workers,
-        "synthetic_images": f"{n} pairs, {images[0].shape[1]}x{images[0].shape[0]} px (WxH), {folder}",
+        "synthetic_images": f"{n} pairs, {images[0].shape[1]}x{images[0].shape[0]} px (WxH), "
+                            f"{_common.shown_path(folder)}",
         "train_images_per_s": train["full"].images_per_s, "train_bare_images_per_s": train["bare"].images_per_s,
         "train_ratio": train_ratio,
         "train_first_batch_s": train["first_batch_s"],

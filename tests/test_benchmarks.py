@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, metrics, synthetic
+from helpers import io, layouts, metrics, synthetic
+from helpers.data import course_splits
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 #: Tiny models: a 4-channel SE-U-Net for the recipe, a MobileNetV2 U-Net for the reference.
@@ -143,21 +144,20 @@ def test_ratios_use_the_reference_row(bench) -> None:
     assert bench.real_data._ratios(rows[:2]) == ({}, "needs 'reference' and a recipe model in --models")
 
 
-def test_materialized_split_has_binary_isic_masks(bench, tmp_path: Path, write_pair) -> None:
+def test_materialized_split_has_isic_names_and_0_255_masks(bench, tmp_path: Path, write_pair) -> None:
     pairs = []
     for i, ident in enumerate(["ISIC_0000001", "ISIC_0000002"]):
         image, mask = tmp_path / "src" / f"{ident}.png", tmp_path / "src" / f"{ident}_mask.png"
-        _, truth = write_pair(image, None, seed=i)
-        Image.fromarray(truth).save(mask)  # a 0/1 mask, as some layouts store them
-        pairs.append(data.Pair(ident, image, mask))
+        write_pair(image, mask, seed=i)  # a mask under another layout's name
+        pairs.append(layouts.Pair(ident, image, mask))
     folder = bench.real_data.materialize_split(pairs, tmp_path / "heldout")
     assert sorted(p.name for p in (folder / "masks").iterdir()) == [
         "ISIC_0000001_segmentation.png", "ISIC_0000002_segmentation.png"]
     for pair in pairs:
-        written = np.asarray(Image.open(folder / "masks" / f"{pair.id}_segmentation.png"))
+        written = np.asarray(Image.open(folder / "masks" / io.mask_name(pair.id)))
         assert set(np.unique(written)) <= {0, 255}
-        np.testing.assert_array_equal(written // 255, data.read_mask(pair.mask))
-        assert data.read_image(folder / "images" / f"{pair.id}.png").shape == data.read_image(pair.image).shape
+        np.testing.assert_array_equal(written // 255, io.read_mask(pair.mask))
+        assert io.read_image(folder / "images" / f"{pair.id}.png").shape == io.read_image(pair.image).shape
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")
@@ -181,9 +181,9 @@ def test_official_scorer_agrees_with_helpers(bench, tmp_path: Path, write_pair) 
 def test_recipe_search_scores_on_val_and_never_reads_the_heldout_split(bench, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     read: list[Path] = []
-    for name in ("read_image", "read_mask"):
-        original = getattr(data, name)
-        monkeypatch.setattr(data, name, lambda path, *a, _f=original, **k: (read.append(Path(path)),
+    for name in ("read_image", "read_mask"):   # every image and mask read goes through these (load_pair too)
+        original = getattr(io, name)
+        monkeypatch.setattr(io, name, lambda path, *a, _f=original, **k: (read.append(Path(path)),
                                                                             _f(path, *a, **k))[1])
     out = tmp_path / "search.json"
     status = bench.recipe_search.main([
@@ -204,7 +204,7 @@ def test_recipe_search_scores_on_val_and_never_reads_the_heldout_split(bench, tm
     saved = json.loads((tmp_path / "work" / "64_dice_noaug" / "se_unet" / "config.json").read_text())
     assert (saved["loss"], saved["augment"]) == ("dice", False)
     # the held-out split exists (the same split real_data.py scores) but no file of it was ever decoded
-    splits = data.course_splits(synthetic.ensure_synthetic(12, 64, seed=0), seed=0)
+    splits = course_splits(synthetic.ensure_synthetic(12, 64, seed=0), seed=0)
     heldout = {p for pair in splits["test"] for p in (Path(pair.image), Path(pair.mask))}
     assert heldout and read and not heldout & set(read)
     assert result["final_command"].startswith("python benchmarks/real_data.py --test holdout --budget-minutes 20 ")
@@ -261,20 +261,21 @@ def test_throughput_rejects_bad_settings(bench, capsys: pytest.CaptureFixture[st
     assert bench.throughput.main(["--warmup", "0"]) == 2
 
 
-def test_take_and_step_times(bench) -> None:
+def test_take_step_times_and_shown_paths(bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(bench.common.take(range(5), 3)) == [0, 1, 2]
     with pytest.raises(ValueError, match="gave 2 batches, 3 needed"):
         list(bench.common.take(range(2), 3))
     times = bench.common.StepTimes([1.0, 2.0, 4.0], items_per_step=8)
     assert times.median == 2.0 and times.images_per_s == 4.0
     assert times.mean_images_per_s == pytest.approx(24 / 7)
-    calls = []
-    timed = bench.common.time_steps(lambda: calls.append(1), steps=3, warmup=2, items_per_step=1,
-                                    device=torch.device("cpu"))
-    assert len(calls) == 5 and len(timed.seconds) == 3
     ratio, pairs = bench.common.paired_ratio(bench.common.StepTimes([2.0, 1.0, 4.0], 8),
                                              bench.common.StepTimes([1.0, 1.0, 1.0], 8))
     assert pairs == [0.5, 1.0, 0.25] and ratio == 0.5
     with pytest.raises(ValueError, match="as many full as bare"):
         bench.common.paired_ratio(bench.common.StepTimes([1.0], 8), bench.common.StepTimes([1.0, 1.0], 8))
     assert "yes" in bench.common.format_table([{"a": True, "b": None}], [("a", "A"), ("b", "B")])
+    monkeypatch.chdir(tmp_path)
+    assert bench.common.shown_path(tmp_path / "runs" / "x") == "runs/x"
+    assert bench.common.shown_path("relative/dir") == "relative/dir"
+    assert bench.common.shown_path(Path.home() / "data") == "~/data"
+    assert bench.common.shown_path("/opt/somewhere/data/isic") == ".../data/isic"
