@@ -1,10 +1,48 @@
-"""Notebook 05's exercise checkers accept right answers and reject typical wrong ones with a hint."""
+"""Notebook 05's exercises: reference solutions pass, named wrong answers fail with their hint, stubs are reported."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from helpers import metrics
 from helpers.exercises import nb05
+
+
+def stub(*args):
+    ...  # your code here
+    raise NotImplementedError
+
+
+class StubTversky(nn.Module):
+    def __init__(self, alpha=0.3, beta=0.7):
+        super().__init__()
+
+    def forward(self, logits, target):
+        ...  # your code here
+        raise NotImplementedError
+
+
+def test_stubs_are_reported_not_raised(capsys):
+    probs, truths = _val_set()
+    assert nb05.check_dice(stub) is None
+    assert nb05.check_best_threshold(stub, probs, truths) is None
+    assert nb05.check_tversky_loss(StubTversky) is None
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"exercise {k} not attempted yet" for k in (1, 2, 3)]
+
+
+def test_reference_solutions_pass_as_printed(capsys):
+    probs, truths = _val_set()
+    checks = {1: lambda f: nb05.check_dice(f), 2: lambda f: nb05.check_best_threshold(f, probs, truths),
+              3: lambda f: nb05.check_tversky_loss(f)}
+    for k, check in checks.items():
+        check(nb05.EXERCISES.solutions[k])
+        assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
+        nb05.show_solution(k)
+        namespace = {"np": np, "torch": torch, "metrics": metrics}
+        exec(capsys.readouterr().out, namespace)
+        check(namespace[nb05.EXERCISES.solutions[k].__name__])
+        assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -18,7 +56,7 @@ def good_dice(pred, truth):
 
 def test_check_dice_accepts_a_correct_dice(capsys):
     nb05.check_dice(good_dice)
-    assert "Correct" in capsys.readouterr().out
+    assert "passed" in capsys.readouterr().out
 
 
 def _jaccard(pred, truth):
@@ -57,41 +95,53 @@ def _val_set():
     return probs, truths
 
 
+def _answer(t, d=None):
+    """A learner function that returns a fixed threshold and (by default) its true mean Dice."""
+    return lambda probs, truths, grid: (t, nb05.mean_dice_at(probs, truths, t) if d is None else d)
+
+
 def test_best_threshold_reference_and_check(capsys):
     probs, truths = _val_set()
-    t, best = nb05.best_threshold(probs, truths)
+    t, best = nb05.best_threshold(probs, truths, nb05.DEFAULT_THRESHOLDS)
     assert 0.6 < t < 0.85 and 0.7 < best < 0.95 and best > nb05.mean_dice_at(probs, truths, 0.5) + 0.1
-    nb05.check_best_threshold(t, probs, truths, best_dice=best)
-    assert "Correct" in capsys.readouterr().out
-    nb05.check_best_threshold(t + 1e-4, probs, truths)  # off the grid, as good: accepted
+    nb05.check_best_threshold(nb05.best_threshold, probs, truths)
+    assert "passed" in capsys.readouterr().out
+    nb05.check_best_threshold(_answer(t + 1e-4), probs, truths)  # off the grid, as good: accepted
 
 
-def test_best_threshold_rejects_wrong_answers():
+def _argmin(probs, truths, grid):
+    scores = [nb05.mean_dice_at(probs, truths, x) for x in grid]
+    return grid[int(np.argmin(scores))], min(scores)
+
+
+def _pooled(probs, truths, grid):
+    t, _ = nb05.best_threshold(probs, truths, grid)
+    return t, nb05._pooled_dice_at(probs, truths, t)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_answer(0.5), "gives mean Dice"),
+    (_argmin, "LOWEST"),
+    (_pooled, "pools all pixels"),
+    (lambda p, t, g: (nb05.best_threshold(p, t, g)[0], nb05.best_threshold(p, t, g)[1] - 0.05), "not the mean Dice"),
+    (_answer(1.5, 0.0), "lies in"),
+    (lambda p, t, g: None, "returns None"),
+    (lambda p, t, g: 0.5, "pair"),
+])
+def test_best_threshold_rejects_wrong_answers(wrong, hint):
     probs, truths = _val_set()
-    t, best = nb05.best_threshold(probs, truths)
-    with pytest.raises(AssertionError, match="gives mean Dice"):
-        nb05.check_best_threshold(0.5, probs, truths)
-    scores = [nb05.mean_dice_at(probs, truths, x) for x in nb05.DEFAULT_THRESHOLDS]
-    with pytest.raises(AssertionError, match="LOWEST"):
-        nb05.check_best_threshold(nb05.DEFAULT_THRESHOLDS[int(np.argmin(scores))], probs, truths)
-    with pytest.raises(AssertionError, match="pools all pixels"):
-        nb05.check_best_threshold(t, probs, truths, best_dice=nb05._pooled_dice_at(probs, truths, t))
-    with pytest.raises(AssertionError, match="not the mean Dice"):
-        nb05.check_best_threshold(t, probs, truths, best_dice=best - 0.05)
-    with pytest.raises(AssertionError, match="lies in"):
-        nb05.check_best_threshold(1.5, probs, truths)
-    with pytest.raises(AssertionError, match="None"):
-        nb05.check_best_threshold(None, probs, truths)
+    with pytest.raises(AssertionError, match=hint):
+        nb05.check_best_threshold(wrong, probs, truths)
 
 
 def test_best_threshold_custom_grid():
     probs, truths = _val_set()
     grid = [0.3, 0.4, 0.5]  # mean Dice rises with the threshold on this grid
-    nb05.check_best_threshold(0.5, probs, truths, thresholds=grid)
+    nb05.check_best_threshold(_answer(0.5), probs, truths, thresholds=grid)
     with pytest.raises(AssertionError, match="but 0.5 gives"):
-        nb05.check_best_threshold(0.4, probs, truths, thresholds=grid)
+        nb05.check_best_threshold(_answer(0.4), probs, truths, thresholds=grid)
     with pytest.raises(AssertionError, match="LOWEST"):
-        nb05.check_best_threshold(0.3, probs, truths, thresholds=grid)
+        nb05.check_best_threshold(_answer(0.3), probs, truths, thresholds=grid)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -118,7 +168,7 @@ class GoodTversky(nn.Module):
 def test_check_tversky_accepts_a_class_and_a_function(capsys):
     nb05.check_tversky_loss(GoodTversky)
     nb05.check_tversky_loss(lambda alpha, beta: GoodTversky(alpha, beta).forward)
-    assert capsys.readouterr().out.count("Correct") == 2
+    assert capsys.readouterr().out.count("passed") == 2
 
 
 @pytest.mark.parametrize("options, hint", [

@@ -1,4 +1,6 @@
 """Notebook hygiene: committed stripped, same opening everywhere, something real for nbval to check."""
+import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -7,6 +9,7 @@ import pytest
 
 from helpers import colab
 from helpers.colab import notebook_paths
+from helpers.exercises.base import STUB_MARKER
 
 NOTEBOOKS = notebook_paths()
 IDS = [p.name for p in NOTEBOOKS]
@@ -37,11 +40,12 @@ def test_opening_is_title_badge_setup(nb):
     assert book.cells[2].source == colab.setup_cell_source(), "run `python -m helpers.colab sync`"
 
 
-def test_has_parameters_cell_with_smoke_override(nb):
+def test_has_parameters_cell_with_profile_picks(nb):
     path, book = nb
     params = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, f"{path.name}: tag exactly one cell `parameters`"
-    assert "smoke_mode()" in params[0].source
+    assert "PROFILE = profiles.active()" in params[0].source and "PROFILE.pick(" in params[0].source, \
+        f"{path.name}: the parameters cell uses the run profiles (PROFILE.pick(smoke=..., cpu=..., gpu=...))"
 
 
 def test_checks_something_and_saves_figures(nb):
@@ -52,17 +56,80 @@ def test_checks_something_and_saves_figures(nb):
     assert "/work/" not in code and "C:\\" not in code, f"{path.name}: no machine-specific paths"
 
 
-def test_exercises_have_hidden_solutions_and_checkers(nb):
+def _headings(book) -> list[str]:
+    """The notebook's level-2 headings (``## ...``), in order."""
+    return [line[3:].strip() for c in book.cells if c.cell_type == "markdown"
+            for line in c.source.splitlines() if line.startswith("## ")]
+
+
+def test_ends_with_recap_exercises_questions_further_reading(nb):
     path, book = nb
-    cells = book.cells
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Exercises") for c in cells)
-    solutions = [i for i, c in enumerate(cells) if "solution" in c.metadata.get("tags", [])]
-    assert 2 <= len(solutions) <= 4, f"{path.name}: 2-4 exercises, each with a solution cell"
-    for i in solutions:
-        assert cells[i].metadata.get("jupyter", {}).get("source_hidden") is True
-        following = cells[i + 1] if i + 1 < len(cells) else None
-        assert following is not None and following.cell_type == "code" and "check_" in following.source, \
-            f"{path.name}: the cell after solution cell {i} must call a helpers.exercises checker"
+    assert _headings(book)[-4:] == ["Recap", "Exercises", "Questions", "Further reading"], \
+        f"{path.name}: end with ## Recap, ## Exercises, ## Questions, ## Further reading (in this order)"
+    questions = next(c.source for c in book.cells if c.source.startswith("## Questions"))
+    count = len(re.findall(r"^\d+\. ", questions, flags=re.M))
+    assert 6 <= count <= 10, f"{path.name}: {count} questions; ask 6-10"
+    reading = next(c.source for c in book.cells if c.source.startswith("## Further reading"))
+    assert len(re.findall(r"\]\(https://", reading)) >= 2, f"{path.name}: link the papers the notebook uses"
+    assert book.cells[-1].source == reading, f"{path.name}: Further reading is the last cell"
+
+
+def _is_stub(fn: ast.FunctionDef) -> bool:
+    """A stub's body: an optional docstring, `...`, then `raise NotImplementedError`."""
+    body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+    return (len(body) == 2 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and body[0].value.value is Ellipsis
+            and isinstance(body[1], ast.Raise) and "NotImplementedError" in ast.unparse(body[1]))
+
+
+def _exercise_module(path: Path):
+    return importlib.import_module(f"helpers.exercises.nb{path.name[:2]}")
+
+
+def test_exercises_are_stubs_with_checkers(nb):
+    path, book = nb
+    cells, module = book.cells, _exercise_module(path)
+    stubs = [i for i, c in enumerate(cells) if "exercise" in c.metadata.get("tags", [])]
+    assert 2 <= len(stubs) <= 4, f"{path.name}: 2-4 exercises, each a stub cell tagged `exercise`"
+    assert len(stubs) == len(module.EXERCISES.solutions), f"{path.name}: one reference solution per exercise"
+    for k, i in enumerate(stubs, start=1):
+        functions = [n for n in ast.walk(ast.parse(cells[i].source)) if isinstance(n, ast.FunctionDef)]
+        assert any(_is_stub(f) for f in functions), f"{path.name}: cell {i} is not a stub (`...`, raise NotImplementedError)"
+        assert all(_is_stub(f) or f.name == "__init__" for f in functions), f"{path.name}: cell {i} holds an answer"
+        assert STUB_MARKER in cells[i].source
+        following = cells[i + 1]
+        assert following.cell_type == "code" and f"nb{path.name[:2]}.check_" in following.source, \
+            f"{path.name}: the cell after stub cell {i} must call a helpers.exercises.nb{path.name[:2]} checker"
+        prompt = cells[i - 1]
+        assert prompt.cell_type == "markdown" and f"nb{path.name[:2]}.show_solution({k})" in prompt.source, \
+            f"{path.name}: the prompt of exercise {k} says `nb{path.name[:2]}.show_solution({k})` shows a solution"
+
+
+def _unparsed(source: str) -> str:
+    """A code cell's source as Python re-prints it (comments dropped); cells that are not Python stay as they are."""
+    try:
+        return ast.unparse(ast.parse(source))
+    except SyntaxError:
+        return source
+
+
+def _normalised(source: str) -> str:
+    return re.sub(r"\s+", " ", source).strip()
+
+
+def test_no_code_cell_holds_a_reference_solution(nb):
+    path, book = nb
+    module = _exercise_module(path)
+    assert not [c for c in book.cells if "solution" in c.metadata.get("tags", [])], f"{path.name}: no solution cells"
+    code = _normalised("\n".join(_unparsed(c.source) for c in book.cells if c.cell_type == "code"))
+    for k in module.EXERCISES.solutions:
+        tree = ast.parse(module.EXERCISES.solution_source(k))
+        target = tree.body[0]
+        bodies = [f for f in ast.walk(target) if isinstance(f, ast.FunctionDef) and f.name != "__init__"]
+        for fn in bodies:
+            body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+            text = _normalised("\n".join(ast.unparse(stmt) for stmt in body))
+            assert text not in code, f"{path.name}: a code cell holds the reference solution of exercise {k}"
 
 
 def test_cells_are_short(nb):

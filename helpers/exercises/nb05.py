@@ -1,30 +1,30 @@
-"""Checkers for the exercises of notebook 05 (evaluation: metrics, thresholds, losses).
+"""Exercises of notebook 05 (evaluation: metrics, thresholds, losses): reference solutions and checkers.
 
-What the notebook's checking cells call (each raises ``AssertionError`` with a hint on a wrong answer, and
-prints one line starting with "Correct" otherwise):
+What the notebook's checking cells call (each says "not attempted yet" to a stub, raises ``AssertionError``
+with a hint on a wrong answer, and prints ``exercise K passed: ...`` otherwise; ``show_solution(K)`` prints the
+reference solution; conventions: :mod:`helpers.exercises.base`):
 
 ``check_dice(fn)``
-    Exercise "implement Dice". ``fn(pred, truth) -> float`` takes two boolean ``(H, W)`` masks and returns
+    Exercise 1, "implement Dice". ``fn(pred, truth) -> float`` takes two boolean ``(H, W)`` masks and returns
     their Dice coefficient ``2 TP / (2 TP + FP + FN)``. Compared with ``helpers.metrics.image_scores`` on
     masks with known answers, including the ISIC conventions: an empty truth predicted empty scores 1.0,
     an empty truth with any predicted pixel scores 0.0.
 
-``check_best_threshold(threshold, probabilities, truths, thresholds=None, best_dice=None)``
-    Exercise "find the threshold that maximises Dice". ``probabilities`` are ``(H, W)`` float maps in [0, 1]
-    (one per validation image), ``truths`` the matching masks; a pixel is lesion when ``probability >
-    threshold``. The learner's ``threshold`` must reach the highest macro-mean Dice (mean over images of the
-    per-image Dice) found on the grid ``thresholds`` (default 0.05, 0.10, ..., 0.95); ties are accepted,
-    and so is a better threshold off the grid. ``best_dice``, when given, must be that threshold's mean Dice.
+``check_best_threshold(fn, probabilities, truths, thresholds=None)``
+    Exercise 2, "find the threshold that maximises Dice". ``fn(probabilities, truths, thresholds) ->
+    (threshold, mean_dice)``: ``probabilities`` are ``(H, W)`` float maps in [0, 1] (one per validation image),
+    ``truths`` the matching masks; a pixel is lesion when ``probability > threshold``. The threshold must
+    reach the highest macro-mean Dice (mean over images of the per-image Dice) on the grid ``thresholds``
+    (default 0.05, 0.10, ..., 0.95); ties are accepted. ``mean_dice`` must be that threshold's mean Dice.
 
 ``check_tversky_loss(loss_factory)``
-    Exercise "add a Tversky loss". ``loss_factory(alpha=..., beta=...)`` returns a callable
+    Exercise 3, "add a Tversky loss". ``loss_factory(alpha=..., beta=...)`` returns a callable
     ``loss(logits, target) -> scalar tensor`` for ``(N, 1, H, W)`` logits and float {0, 1} targets; a class
     ``TverskyLoss(alpha, beta)`` (an ``nn.Module``) is such a factory. It must equal
     ``helpers.losses.TverskyLoss(alpha, beta, smooth=1.0)``: ``1 - mean over images of
     (TP + 1) / (TP + alpha FP + beta FN + 1)`` with soft counts on ``sigmoid(logits)``, and let gradients flow.
 
-The reference answers are :func:`mean_dice_at` and :func:`best_threshold`; the checkers recompute the right
-answer from the data they are given, never from a stored number.
+The checkers recompute the right answer from the data they are given, never from a stored number.
 """
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .. import metrics
-from ..losses import TverskyLoss
+from .. import losses, metrics
+from .base import Exercises
+
+EXERCISES = Exercises("05")
+show_solution = EXERCISES.show_solution
 
 #: The threshold grid of exercise 2 when the notebook gives none.
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -82,6 +85,15 @@ def _call_dice(fn: Callable[[np.ndarray, np.ndarray], float], pred: np.ndarray, 
     return got
 
 
+@EXERCISES.solution(1)
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean (H, W) masks, 2 TP / (2 TP + FP + FN); 1.0 when both are empty (ISIC)."""
+    tp = np.logical_and(pred, truth).sum()
+    denominator = pred.sum() + truth.sum()  # = 2 TP + FP + FN
+    return 1.0 if denominator == 0 else float(2 * tp / denominator)
+
+
+@EXERCISES.checker(1, "write dice(pred, truth) returning 2 TP / (2 TP + FP + FN), 1.0 for two empty masks")
 def check_dice(fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
     """Check the learner's ``fn(pred, truth) -> float`` Dice of two boolean ``(H, W)`` masks.
 
@@ -107,7 +119,7 @@ def check_dice(fn: Callable[[np.ndarray, np.ndarray], float]) -> None:
                                  "predicted empty as perfect, 1.0")
         raise AssertionError(f"on {what} (TP={tp}, FP={fp}, FN={fn_count}) you returned {got:.4f}, expected "
                              f"{expected:.4f} = 2 TP / (2 TP + FP + FN)")
-    print("Correct: your Dice matches helpers.metrics, empty masks included.")
+    EXERCISES.passed(1, "your Dice matches helpers.metrics, empty masks included.")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -127,15 +139,14 @@ def mean_dice_at(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarra
     return float(np.mean([metrics.image_scores(p > threshold, t)["dice"] for p, t in pairs]))
 
 
-def best_threshold(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> tuple[float, float]:
-    """Reference answer of exercise 2: ``(threshold, mean Dice)`` of the grid threshold with the highest mean Dice.
-
-    Ties go to the first (lowest) threshold of the grid.
-    """
-    scores = [mean_dice_at(probabilities, truths, t) for t in thresholds]
-    k = int(np.argmax(scores))
-    return float(thresholds[k]), float(scores[k])
+@EXERCISES.solution(2)
+def best_threshold(probabilities: list[np.ndarray], truths: list[np.ndarray],
+                   thresholds: list[float]) -> tuple[float, float]:
+    """(threshold, mean Dice) of the grid threshold whose mean over images of the per-image Dice is highest."""
+    mean_dice = [np.mean([metrics.image_scores(p > t, m > 0)["dice"] for p, m in zip(probabilities, truths)])
+                 for t in thresholds]
+    k = int(np.argmax(mean_dice))  # ties: the first (lowest) threshold
+    return float(thresholds[k]), float(mean_dice[k])
 
 
 def _pooled_dice_at(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray], threshold: float) -> float:
@@ -147,26 +158,35 @@ def _pooled_dice_at(probabilities: Sequence[np.ndarray], truths: Sequence[np.nda
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def check_best_threshold(threshold: float, probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                         thresholds: Sequence[float] | None = None, best_dice: float | None = None) -> None:
-    """Check the learner's Dice-maximising threshold (and optionally its mean Dice).
+@EXERCISES.checker(2, "write best_threshold(probabilities, truths, thresholds) returning (threshold, mean Dice)")
+def check_best_threshold(fn: Callable[..., tuple[float, float]], probabilities: Sequence[np.ndarray],
+                         truths: Sequence[np.ndarray], thresholds: Sequence[float] | None = None) -> None:
+    """Check the learner's ``fn(probabilities, truths, thresholds) -> (threshold, mean Dice)``.
 
     Args:
-        threshold: the learner's answer, in [0, 1].
+        fn: the learner's function.
         probabilities: ``(H, W)`` probability maps, one per image.
         truths: matching boolean / 0-1 / 0-255 masks.
-        thresholds: the grid the notebook asked to search (default :data:`DEFAULT_THRESHOLDS`).
-        best_dice: the learner's mean Dice at ``threshold``, if the exercise asks for it.
+        thresholds: the grid the notebook asks to search (default :data:`DEFAULT_THRESHOLDS`).
 
     Raises:
-        AssertionError: with a hint when ``threshold`` scores below the best grid threshold, or ``best_dice``
+        AssertionError: with a hint when the threshold scores below the best grid threshold, or the mean Dice
             is not its macro-mean Dice.
     """
-    assert threshold is not None, "your answer is None: assign the best threshold, e.g. `best_t = ...`"
     grid = tuple(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
+    answer = fn(list(probabilities), list(truths), list(grid))
+    assert answer is not None, "your function returns None: end it with `return threshold, mean_dice`"
+    assert isinstance(answer, (tuple, list)) and len(answer) == 2, (
+        f"you returned {answer!r}: return a pair (threshold, mean_dice)")
+    _check_threshold_answer(*answer, probabilities, truths, grid)
+
+
+def _check_threshold_answer(threshold: float, best_dice: float, probabilities: Sequence[np.ndarray],
+                            truths: Sequence[np.ndarray], grid: Sequence[float]) -> None:
+    """Compare a (threshold, mean Dice) answer with the best of ``grid``; raise AssertionError with a hint."""
     threshold = float(threshold)
     assert 0.0 <= threshold <= 1.0, f"a probability threshold lies in [0, 1], got {threshold}"
-    best_t, best = best_threshold(probabilities, truths, grid)
+    best_t, best = best_threshold(list(probabilities), list(truths), list(grid))
     yours = mean_dice_at(probabilities, truths, threshold)
     if yours < best - 1e-9:
         worst = min(mean_dice_at(probabilities, truths, t) for t in grid)
@@ -176,21 +196,46 @@ def check_best_threshold(threshold: float, probabilities: Sequence[np.ndarray], 
         raise AssertionError(f"threshold {threshold} gives mean Dice {yours:.4f}, but {best_t} gives {best:.4f}: "
                              "score every threshold of the grid (mean over images of the per-image Dice of "
                              "`probability > t`) and keep the best")
-    if best_dice is not None:
-        best_dice = float(best_dice)
-        if not math.isclose(best_dice, yours, abs_tol=1e-6):
-            if math.isclose(best_dice, _pooled_dice_at(probabilities, truths, threshold), abs_tol=1e-6):
-                raise AssertionError(f"{best_dice:.4f} pools all pixels together; ISIC averages per image: compute "
-                                     "each image's Dice, then take the mean")
-            raise AssertionError(f"your best Dice {best_dice:.4f} is not the mean Dice at {threshold} "
-                                 f"({yours:.4f}): mean over images of the per-image Dice")
-    print(f"Correct: threshold {threshold} reaches the best mean Dice, {yours:.4f} "
-          f"(at 0.5: {mean_dice_at(probabilities, truths, 0.5):.4f}).")
+    best_dice = float(best_dice)
+    if not math.isclose(best_dice, yours, abs_tol=1e-6):
+        if math.isclose(best_dice, _pooled_dice_at(probabilities, truths, threshold), abs_tol=1e-6):
+            raise AssertionError(f"{best_dice:.4f} pools all pixels together; ISIC averages per image: compute "
+                                 "each image's Dice, then take the mean")
+        raise AssertionError(f"your best Dice {best_dice:.4f} is not the mean Dice at {threshold} "
+                             f"({yours:.4f}): mean over images of the per-image Dice")
+    EXERCISES.passed(2, f"threshold {threshold} reaches the best mean Dice, {yours:.4f} "
+                        f"(at 0.5: {mean_dice_at(probabilities, truths, 0.5):.4f}).")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercise 3: a Tversky loss
 # ----------------------------------------------------------------------------------------------------------
+@EXERCISES.solution(3)
+class TverskyLoss(torch.nn.Module):
+    """1 - mean over images of (TP + 1) / (TP + alpha FP + beta FN + 1), soft counts on sigmoid(logits)."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7) -> None:
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) logits and {0, 1} targets -> scalar loss."""
+        p = torch.sigmoid(logits).flatten(1)  # (N, pixels)
+        y = target.flatten(1)
+        tp = (p * y).sum(1)
+        fp = (p * (1 - y)).sum(1)
+        fn = ((1 - p) * y).sum(1)
+        return 1 - ((tp + 1) / (tp + self.alpha * fp + self.beta * fn + 1)).mean()
+
+
+def _soft_tversky(probs: torch.Tensor, target: torch.Tensor, alpha: float, beta: float,
+                  smooth: float) -> torch.Tensor:
+    """Per-image soft Tversky index ``(N,)`` of ``(N, ...)`` probabilities: a wrong-answer model for the hints."""
+    p, y = probs.flatten(1), target.flatten(1)
+    tp, fp, fn = (p * y).sum(1), (p * (1 - y)).sum(1), ((1 - p) * y).sum(1)
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
+
+
 def _tversky_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """Three 12x12 images: a large lesion, a small one and an empty target, with fixed random logits."""
     g = torch.Generator().manual_seed(5)
@@ -212,21 +257,22 @@ def _make_loss(loss_factory: Callable[..., Callable], alpha: float, beta: float)
 def _tversky_mistakes(logits: torch.Tensor, target: torch.Tensor, alpha: float, beta: float) -> dict[str, float]:
     """Values that typical wrong Tversky losses return on this batch, with the hint for each."""
     probs = torch.sigmoid(logits)
-    index = metrics.soft_tversky(probs, target, alpha, beta, 1.0)
-    pooled = metrics.soft_tversky(probs.reshape(1, -1), target.reshape(1, -1), alpha, beta, 1.0)
+    index = _soft_tversky(probs, target, alpha, beta, 1.0)
+    pooled = _soft_tversky(probs.reshape(1, -1), target.reshape(1, -1), alpha, beta, 1.0)
     return {
         "alpha weighs the false positives and beta the false negatives: you swapped them":
-            1 - metrics.soft_tversky(probs, target, beta, alpha, 1.0).mean().item(),
+            1 - _soft_tversky(probs, target, beta, alpha, 1.0).mean().item(),
         "you returned the Tversky index; the loss is 1 - index (lower is better)": index.mean().item(),
         "apply torch.sigmoid to the logits first: the soft counts need probabilities in [0, 1]":
-            1 - metrics.soft_tversky(logits, target, alpha, beta, 1.0).mean().item(),
+            1 - _soft_tversky(logits, target, alpha, beta, 1.0).mean().item(),
         "compute the index per image (sum over C, H, W), then average over the batch; you pooled the batch":
             1 - pooled.mean().item(),
         "add smooth = 1.0 to the numerator and the denominator (it keeps empty targets finite)":
-            1 - metrics.soft_tversky(probs, target, alpha, beta, 0.0).mean().item(),
+            1 - _soft_tversky(probs, target, alpha, beta, 0.0).mean().item(),
     }
 
 
+@EXERCISES.checker(3, "write the forward pass of TverskyLoss(alpha, beta)")
 def check_tversky_loss(loss_factory: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]) -> None:
     """Check the learner's Tversky loss against ``helpers.losses.TverskyLoss(alpha, beta, smooth=1.0)``.
 
@@ -246,7 +292,7 @@ def check_tversky_loss(loss_factory: Callable[..., Callable[[torch.Tensor, torch
         assert isinstance(value, torch.Tensor) and value.dim() == 0, (
             f"the loss must return a scalar (0-d) tensor, got {type(value).__name__} "
             f"{tuple(getattr(value, 'shape', ()))}: average over the batch with .mean()")
-        expected = TverskyLoss(alpha, beta, smooth=1.0)(logits, target).item()
+        expected = losses.TverskyLoss(alpha, beta, smooth=1.0)(logits, target).item()
         got = value.item()
         if not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-5):
             for hint, wrong in _tversky_mistakes(logits, target, alpha, beta).items():
@@ -263,4 +309,4 @@ def check_tversky_loss(loss_factory: Callable[..., Callable[[torch.Tensor, torch
     empty = _make_loss(loss_factory, 0.3, 0.7)(torch.full((2, 1, 8, 8), -30.0), torch.zeros(2, 1, 8, 8))
     assert torch.isfinite(empty) and empty.item() < 1e-3, (
         "on empty targets predicted empty the loss should be ~0: add smooth = 1.0 to numerator and denominator")
-    print("Correct: your Tversky loss matches helpers.losses.TverskyLoss and its gradients flow.")
+    EXERCISES.passed(3, "your Tversky loss matches helpers.losses.TverskyLoss and its gradients flow.")
