@@ -1,5 +1,6 @@
-"""Checkers for the notebooks' exercises: one module per notebook (``nb01``, ``nb02``, ...).
+"""The notebooks' exercises: one module per notebook (``nb01``, ``nb02``, ...), built on :mod:`.base`.
 
-Each ``check_*`` function takes the learner's answer and raises ``AssertionError`` with a hint when it is
-wrong, so the checking cell fails (and nbval fails CI) on a wrong solution.
+Each module holds the reference solutions (``nbNN.show_solution(K)`` prints one) and the checkers the notebook's
+checking cells call: a stub reports "exercise K not attempted yet", a wrong answer raises ``AssertionError``
+naming the mistake, a right one prints "exercise K passed". The convention is in docs/NOTEBOOKS.md.
 """
