@@ -116,7 +116,7 @@ def _argmin(probs, truths, grid):
 
 def _pooled(probs, truths, grid):
     t, _ = nb05.best_threshold(probs, truths, grid)
-    return t, nb05._pooled_dice_at(probs, truths, t)
+    return t, nb05.pooled_dice_at(probs, truths, t)
 
 
 @pytest.mark.parametrize("wrong, hint", [

@@ -149,7 +149,7 @@ def best_threshold(probabilities: list[np.ndarray], truths: list[np.ndarray],
     return float(thresholds[k]), float(mean_dice[k])
 
 
-def _pooled_dice_at(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray], threshold: float) -> float:
+def pooled_dice_at(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray], threshold: float) -> float:
     """Dice of all pixels pooled together (a micro average): the usual wrong way to average."""
     tp = fp = fn = 0
     for p, t in _pairs(probabilities, truths):
@@ -198,7 +198,7 @@ def _check_threshold_answer(threshold: float, best_dice: float, probabilities: S
                              "`probability > t`) and keep the best")
     best_dice = float(best_dice)
     if not math.isclose(best_dice, yours, abs_tol=1e-6):
-        if math.isclose(best_dice, _pooled_dice_at(probabilities, truths, threshold), abs_tol=1e-6):
+        if math.isclose(best_dice, pooled_dice_at(probabilities, truths, threshold), abs_tol=1e-6):
             raise AssertionError(f"{best_dice:.4f} pools all pixels together; ISIC averages per image: compute "
                                  "each image's Dice, then take the mean")
         raise AssertionError(f"your best Dice {best_dice:.4f} is not the mean Dice at {threshold} "
