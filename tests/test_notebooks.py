@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import colab
+from helpers import colab, config
 from helpers.colab import notebook_paths
 from helpers.exercises.base import STUB_MARKER
 
@@ -137,3 +137,21 @@ def test_cells_are_short(nb):
     long = [(i, len(c.source.splitlines())) for i, c in enumerate(book.cells)
             if c.cell_type == "code" and len(c.source.splitlines()) > 25 and i != 2]
     assert not long, f"{path.name}: split long code cells {long}"
+
+
+def _parameter_values(number: str, profile: str, monkeypatch) -> dict:
+    """Execute one notebook's parameters cell under ``profile`` and return its names."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith(number))
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    monkeypatch.setenv(config.PROFILE_ENV, profile)
+    namespace: dict = {}
+    exec("from pathlib import Path\nfrom helpers import config, profiles\n" + cell.source, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_notebook05_evaluates_notebook04s_run(profile, monkeypatch, capsys):
+    """train_or_load reuses runs/04_resnet_unet_aspp only when notebook 05 repeats notebook 04's recipe."""
+    nb04, nb05 = _parameter_values("04", profile, monkeypatch), _parameter_values("05", profile, monkeypatch)
+    for name in ("SEED", "IMG_SIZE", "EPOCHS", "BATCH_SIZE", "PRETRAINED", "RESNET_KWARGS"):
+        assert nb05[name] == nb04[name], f"{profile}: notebook 05's {name} differs from notebook 04's"
