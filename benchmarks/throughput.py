@@ -1,7 +1,7 @@
 """Throughput of the course's training step and prediction path against the bare model, in one process.
 
     python benchmarks/throughput.py [--model resnet_unet_aspp] [--img-size 256] [--batch-size 16] [--steps N]
-        [--device cpu|cuda] [--amp] [--channels-last] [--compile] [--json]
+        [--device cpu|cuda] [--amp] [--channels-last] [--compile] [--precisions] [--json]
 
 Training: images/s of the full step as :func:`helpers.training.train_one_epoch` runs it (a
 :func:`helpers.data.make_loaders` DataLoader with the training augmentations, on a synthetic set of that
@@ -18,6 +18,11 @@ neighbour's load on a shared machine hits both alike. Images/s use each side's m
 ``train_ratio`` and ``infer_ratio`` (course path / bare: 1.0 means the pipeline costs nothing beyond the
 network) are the median over the back-to-back pairs of their ratio, which cancels load that comes and goes.
 ``infer_files_ratio`` pairs one predict_folder call with the bare forward over as many batches.
+
+``--precisions`` adds the fp32 and bf16 rows: the bare training step in float32 and under autocast
+(bfloat16 on the CPU, the recipe's ``auto`` choice on CUDA), each with and without ``channels_last``, one
+step of each in turn per round, so ``speedup`` (float32 contiguous time / the row's time, median over rounds)
+cancels a neighbour's load like the ratios above.
 With ``--json`` stdout is ONE JSON object; progress goes to stderr.
 """
 from __future__ import annotations
@@ -69,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on the CPU, auto on CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both sides)")
+    p.add_argument("--precisions", action="store_true",
+                   help="also time the bare training step in fp32 and bf16 autocast, channels_last on and off")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also cProfile one full training round and print its top N functions to stderr")
     p.add_argument("--data-root", type=Path, default=None,
@@ -177,6 +184,45 @@ def measure_training(s: _Setup, steps: int, warmup: int) -> dict[str, Any]:
                              channels_last=s.channels_last, callbacks=[interleave])
     return {"full": _common.StepTimes(full[warmup:], s.batch_size),
             "bare": _common.StepTimes(bare[warmup:], s.batch_size), "first_batch_s": full[0]}
+
+
+#: The ``--precisions`` rows: (label, --amp, --channels-last); the first is the reference of ``speedup``.
+PRECISION_ROWS: tuple[tuple[str, bool, bool], ...] = (
+    ("fp32", False, False), ("fp32 + channels_last", False, True),
+    ("autocast", True, False), ("autocast + channels_last", True, True))
+
+
+def measure_precisions(args: argparse.Namespace, device: torch.device, pairs: list[layouts.Pair]
+                       ) -> list[dict[str, Any]]:
+    """The bare training step in each of :data:`PRECISION_ROWS`, one step of each per round, in turn.
+
+    Each row has its own model, optimiser and batch built by :class:`_Setup` (so by
+    :func:`helpers.fit.build_parts`, as ``fit`` builds them); ``--warmup`` rounds are untimed.
+
+    Returns:
+        One dict per row: ``what``, ``amp`` (the autocast dtype or ``off``), ``channels_last``,
+        ``images_per_s`` (median step), ``speedup`` (median over rounds of the first row's step time / this
+        row's) and ``pair_speedups``.
+    """
+    setups = [_Setup(argparse.Namespace(**{**vars(args), "amp": amp, "channels_last": cl}), device, pairs)
+              for _, amp, cl in PRECISION_ROWS]
+    times: list[list[float]] = [[] for _ in setups]
+    for i in range(args.warmup + args.steps):
+        for setup, row_times in zip(setups, times):
+            start = time.perf_counter()
+            bare_train_step(setup)
+            _common.synchronize(device)
+            if i >= args.warmup:
+                row_times.append(time.perf_counter() - start)
+    reference = _common.StepTimes(times[0], args.batch_size)
+    rows = []
+    for (label, _, _), setup, row_times in zip(PRECISION_ROWS, setups, times):
+        steps = _common.StepTimes(row_times, args.batch_size)
+        speedup, pairs_ = _common.paired_ratio(steps, reference)
+        rows.append({"what": label, "amp": str(setup.amp_dtype).removeprefix("torch.") if setup.amp_dtype else "off",
+                     "channels_last": setup.channels_last, "images_per_s": steps.images_per_s,
+                     "speedup": speedup, "pair_speedups": pairs_})
+    return rows
 
 
 def profile_training(s: _Setup, steps: int, top: int) -> None:
@@ -289,6 +335,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **_common.environment(device),
     }
     result["meets_target"] = bool(result["train_ratio"] >= TARGET_RATIO and result["infer_ratio"] >= TARGET_RATIO)
+    if args.precisions:
+        _common.eprint(f"precisions: {args.warmup} + {args.steps} rounds of one bare step per row")
+        result["precisions"] = measure_precisions(args, device, pairs)
     if args.compile:
         result["note"] = "predict_folder loads its own, uncompiled model from the checkpoint"
     return result
@@ -311,8 +360,13 @@ def format_result(result: dict[str, Any]) -> str:
             f"{result['compile']}; torch {result['torch']} on {result['device']} ({result['threads']} threads)")
     verdict = (f"target ratio >= {result['target_ratio']}: "
                + ("met" if result["meets_target"] else "NOT met (run with --profile 25 to see where time goes)"))
-    return f"{head}\n{table}\nfirst training batch (loader start-up): {result['train_first_batch_s']:.3f} s\n" \
+    text = f"{head}\n{table}\nfirst training batch (loader start-up): {result['train_first_batch_s']:.3f} s\n" \
            f"{verdict}"
+    if "precisions" in result:
+        text += "\nbare training step by precision (speedup: vs fp32, median over interleaved rounds)\n" + \
+            _common.format_table(result["precisions"], [("what", "bare training step"), ("amp", "autocast"),
+                                                        ("images_per_s", "images/s"), ("speedup", "speedup")])
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
