@@ -399,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     except (models.CheckpointError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {len(written)} masks to {args.out}" + (f" (overlays in {args.out / OVERLAY_DIR})"
-                                                         if args.overlays else ""))
+    plural = "" if len(written) == 1 else "s"
+    print(f"wrote {len(written)} mask{plural} to {args.out}" + (f" (overlays in {args.out / OVERLAY_DIR})"
+                                                                if args.overlays else ""))
     return 0
 
 
