@@ -95,6 +95,18 @@ def choose_profile(*, full: bool, forced: str | None) -> profiles.Profile:
     return profiles.active()
 
 
+def pin_data_folder() -> str | None:
+    """Make a relative ``SKINSEG_DATA`` absolute, relative to this process's working directory.
+
+    The kernels run in ``notebooks/``, so ``SKINSEG_DATA=../shared/data`` typed in the repository root would
+    otherwise name another folder there. Returns the value the kernels will see (None when unset).
+    """
+    value = os.environ.get("SKINSEG_DATA")
+    if value:
+        os.environ["SKINSEG_DATA"] = value = str(Path(value).expanduser().resolve())
+    return value or None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a notebook failed, 2 bad arguments)."""
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
@@ -129,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("MPLBACKEND", "Agg")
     out_dir = args.out or (config.runs_dir() / "executed")
-    data = os.environ.get("SKINSEG_DATA") or "the synthetic set"
-    print(f"Running {len(paths)} notebooks in the {profile} run profile on {data}; executed copies -> {out_dir}")
+    data = pin_data_folder() or "the synthetic set"
+    print(f"Running {len(paths)} notebooks in the {profile.name} run profile ({profile.reason}) on {data}; "
+          f"executed copies -> {out_dir}")
     times: list[tuple[str, float]] = []
     for p in paths:
         try:

@@ -144,8 +144,7 @@ def active(name: str | None = None) -> Profile:
     if forced is not None:
         return Profile(forced, f"{config.PROFILE_ENV}={forced} is set", has_gpu)
     if config.smoke_requested():
-        return Profile("smoke", f"{config.SMOKE_ENV}=1 is set (pytest and `python -m helpers.course` set it)",
-                       has_gpu)
+        return Profile("smoke", f"{config.SMOKE_ENV}=1 is set, as pytest and `python -m helpers.course` do", has_gpu)
     if has_gpu:
         return Profile("gpu", f"a GPU was found ({runtime.accelerator_name(runtime.select_device())})", has_gpu)
     return Profile("cpu", "no CUDA or MPS device was found", has_gpu)

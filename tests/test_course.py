@@ -66,3 +66,13 @@ def test_main_rejects_an_unknown_profile_in_the_environment(monkeypatch, capsys)
     monkeypatch.setenv("SKINSEG_SMOKE", "1")
     assert course.main(["run", "--only", "01"]) == 2
     assert "SKINSEG_PROFILE='turbo'" in capsys.readouterr().err
+
+
+def test_relative_data_folder_is_pinned_for_kernels_that_run_elsewhere(monkeypatch, tmp_path):
+    (tmp_path / "real").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKINSEG_DATA", "real")
+    assert course.pin_data_folder() == str(tmp_path.resolve() / "real")
+    assert course.os.environ["SKINSEG_DATA"] == str(tmp_path.resolve() / "real")
+    monkeypatch.delenv("SKINSEG_DATA")
+    assert course.pin_data_folder() is None
