@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from helpers.io import write_text_atomic
+
 
 def environment(device: torch.device) -> dict[str, Any]:
     """What the numbers were measured on: torch version, device (and GPU name), threads, CPU count, Python."""
@@ -128,12 +130,10 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
 
 
 def write_json(result: Mapping[str, Any], path: str | os.PathLike[str] | None) -> str:
-    """``result`` as indented JSON; also written to ``path`` (parents created) unless it is None or ``-``."""
+    """``result`` as indented JSON; also written atomically to ``path`` (parents created) unless it is None or ``-``."""
     text = json.dumps(result, indent=2, default=str) + "\n"
     if path is not None and str(path) != "-":
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)   # a search stopped mid-write keeps its previous result file
     return text
 
 

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from . import data, distributed, losses, models, runtime, training
 from .io import write_text_atomic
+from .layouts import Pair
 from .resume import ResumeError, RunState, check_resumable, restore_state, rng_state, save_state, split_fingerprint
 from .training import Callback, NonFiniteLossError, TrainConfig
 
@@ -121,7 +122,7 @@ def _divergence_message(err: NonFiniteLossError, cfg: TrainConfig, run: RunState
             "(python -m helpers.data check DIR: images readable, masks binary and the same size).")
 
 
-def _samplers(cfg: TrainConfig, splits: Mapping[str, Sequence[data.Pair]]) -> dict[str, Any] | None:
+def _samplers(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]]) -> dict[str, Any] | None:
     """Multi-process runs: a seeded, shuffling DistributedSampler for train, a :class:`ShardSampler` for val.
 
     None in a single process (the loaders then shuffle train themselves, as always).
@@ -138,7 +139,7 @@ def _samplers(cfg: TrainConfig, splits: Mapping[str, Sequence[data.Pair]]) -> di
             "val": distributed.ShardSampler(len(splits["val"]), rank, world)}
 
 
-def build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[data.Pair]]) -> dict[str, Any]:
+def build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]]) -> dict[str, Any]:
     """The train and val DataLoaders of ``cfg`` as :func:`fit` builds them (the preprocessing cache too).
 
     In a multi-process run the train loader gets a seeded DistributedSampler and val a
@@ -275,7 +276,7 @@ def _start_or_resume(cfg: TrainConfig, parts: Parts, run_dir: Path, fingerprint:
     return RunState()
 
 
-def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = None, progress: bool = True,
+def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None, progress: bool = True,
         callbacks: Sequence[Callback] | None = None) -> FitResult:
     """Train ``cfg.model`` with the recipe in ``cfg``; keep history and checkpoints in ``cfg.run_dir()``.
 
@@ -335,7 +336,7 @@ def _remove_unfinished_run(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
-def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[data.Pair]] | None,
+def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[Pair]] | None,
          progress: bool, callbacks: list[Callback]) -> FitResult:
     """:func:`fit` once the device (and, under torchrun, the process group) is set up."""
     run_dir = cfg.run_dir()
@@ -405,7 +406,7 @@ def _finish_epoch(cfg: TrainConfig, parts: Parts, run: RunState, row: dict[str, 
         write_history(run_dir / "history.csv", run.history)
 
 
-def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[data.Pair]] | None = None,
+def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,
                   progress: bool = True, callbacks: Sequence[Callback] | None = None) -> FitResult:
     """Reuse a finished run of the same recipe, finish an interrupted one, or train from scratch.
 

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data, models
+from . import models
+from .layouts import Pair
 from .training import TrainConfig
 
 #: TrainConfig fields that must match to resume a run (the others, e.g. workers or patience, may change).
@@ -144,7 +145,7 @@ def check_resumable(checkpoint: Mapping[str, Any], cfg: TrainConfig, fingerprint
                           + ", or choose another output folder (--out) to start a new run")
 
 
-def split_fingerprint(splits: Mapping[str, Sequence[data.Pair]]) -> str:
+def split_fingerprint(splits: Mapping[str, Sequence[Pair]]) -> str:
     """A short hash of the train and validation ids (so a resumed run checks it sees the same data)."""
     digest = hashlib.sha256()
     for name in ("train", "val"):

@@ -150,7 +150,9 @@ def test_best_checkpoint_loads_and_its_val_dice_counts_each_image_once(ddp):
     assert not any(k.startswith("module.") for k in best["state_dict"])       # saved unwrapped
     val_pairs = data.discover_pairs(ddp["root"] / "val")
     loader = data.make_loaders({"val": val_pairs}, 32, 15, num_workers=0, cache=False)["val"]
-    scores = training.validate(model, loader, losses.build_loss("bce+dice"), device=torch.device("cpu"))
+    cpu = torch.device("cpu")
+    amp_dtype = training.resolve_amp(best["config"]["amp"], cpu)   # the precision the run validated in
+    scores = training.validate(model, loader, losses.build_loss("bce+dice"), device=cpu, amp_dtype=amp_dtype)
     row = pd.read_csv(run / "history.csv").set_index("epoch").loc[best["epoch"]]
     for key in ("val_dice", "val_jaccard", "val_threshold_jaccard", "val_loss"):
         assert row[key] == pytest.approx(scores[key], abs=1e-5), key
