@@ -1,0 +1,42 @@
+"""helpers.runtime: device choice, the CPU's native-bf16 check, and the amp choice it drives."""
+import pytest
+import torch
+
+from helpers import runtime, training
+
+
+@pytest.mark.parametrize("caps,expected", [
+    ({"avx512_bf16": True, "amx_bf16": False}, True),
+    ({"avx512_bf16": False, "amx_bf16": True}, True),
+    ({"avx512_bf16": False, "amx_bf16": False, "avx512_f": True}, False),  # AVX-512 alone emulates bf16
+    ({"architecture": "arm64", "bf16": True}, False),  # ARM not counted: not measured there
+])
+def test_native_bf16_follows_torch_capabilities(monkeypatch, caps, expected):
+    monkeypatch.setattr(runtime, "cpu_capabilities", lambda: caps)
+    assert runtime.cpu_has_native_bf16() is expected
+
+
+def test_capabilities_come_from_torch():
+    caps = runtime.cpu_capabilities()
+    assert caps == dict(torch.cpu.get_capabilities()) and "architecture" in caps
+
+
+def test_auto_amp_on_cpu_is_bf16_only_with_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert training.resolve_amp("auto", cpu) is torch.bfloat16
+    assert training.resolve_amp("off", cpu) is None
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert training.resolve_amp("auto", cpu) is None
+    assert training.resolve_amp("bf16", cpu) is torch.bfloat16  # asked for explicitly: honoured
+    with pytest.raises(ValueError, match="fp16"):
+        training.resolve_amp("fp16", cpu)
+
+
+def test_auto_amp_stays_off_on_mps_whatever_the_cpu(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert training.resolve_amp("auto", torch.device("mps")) is None
+
+
+def test_accelerator_name_of_the_cpu():
+    assert runtime.accelerator_name(torch.device("cpu")) == f"CPU, {torch.get_num_threads()} threads"
