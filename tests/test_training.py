@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, losses, models, resume, synthetic, training
+from helpers import data, losses, models, resume, runtime, synthetic, training
 from helpers.fit import HISTORY_COLUMNS, ResumeError, fit, train_or_load
 from helpers.train import main as train_main
 from helpers.training import NonFiniteLossError, TrainConfig
@@ -99,9 +99,11 @@ def test_build_scheduler_steps_the_optimizer_lr_per_batch():
         training.build_scheduler(opt, epochs=2, steps_per_epoch=0)
 
 
-def test_amp_is_off_on_cpu_and_fp16_needs_cuda():
+def test_amp_is_off_on_cpus_without_native_bf16_and_fp16_needs_cuda(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     cpu = torch.device("cpu")
     assert training.resolve_amp("auto", cpu) is None
+    assert training.resolve_amp("off", cpu) is None
     assert training.resolve_amp("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="CUDA"):
         training.resolve_amp("fp16", cpu)
