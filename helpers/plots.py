@@ -128,7 +128,7 @@ def plot_history(histories, *, title: str | None = None, panel_size: float = 4.2
     keeps) is marked with a dot.
 
     Args:
-        histories: one ``history`` DataFrame from :func:`helpers.training.fit` (columns ``epoch``,
+        histories: one ``history`` DataFrame from :func:`helpers.fit.fit` (columns ``epoch``,
             ``train_loss``, ``val_loss``, ``val_dice``), or a dict ``{run name: history}`` to compare runs.
         title: figure title.
 
