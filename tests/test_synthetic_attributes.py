@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import subgroups, synthetic
+from helpers import subgroups
 from helpers.synthetic import (ATTRIBUTE_COLUMNS, ATTRIBUTES_FILE, Domain, ensure_synthetic, generate_pair,
                                generate_sample, sample_seed, write_dataset)
 
