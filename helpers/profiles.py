@@ -33,7 +33,7 @@ PURPOSE = {
 #: Where the times in :data:`MEASURED_SECONDS` were measured, per profile (None: never measured).
 MEASURED_ON: dict[str, str | None] = {
     "smoke": None,
-    "cpu": None,
+    "cpu": "2 shared AMD EPYC cores at load 8-15, an upper bound",
     "gpu": None,
 }
 
@@ -42,8 +42,8 @@ MEASURED_ON: dict[str, str | None] = {
 #: machine without GPU; gpu: ``python -m helpers.course --full`` on a GPU machine. Copy the printed times here
 #: after changing a notebook's parameters.
 MEASURED_SECONDS: dict[str, dict[str, float | None]] = {
-    "01": {"smoke": None, "cpu": None, "gpu": None},
-    "02": {"smoke": None, "cpu": None, "gpu": None},
+    "01": {"smoke": None, "cpu": 108.1, "gpu": None},
+    "02": {"smoke": None, "cpu": 367.5, "gpu": None},
     "03": {"smoke": None, "cpu": None, "gpu": None},
     "04": {"smoke": None, "cpu": None, "gpu": None},
     "05": {"smoke": None, "cpu": None, "gpu": None},
@@ -66,7 +66,7 @@ def expected_time(notebook: str, profile: str) -> str:
     seconds = MEASURED_SECONDS.get(notebook_key(notebook), {}).get(profile)
     if seconds is None:
         return "not measured"
-    return f"{format_duration(seconds)} (measured on {MEASURED_ON[profile]}, synthetic data)"
+    return f"{format_duration(seconds)} (synthetic data, measured on {MEASURED_ON[profile]})"
 
 
 @dataclass(frozen=True)

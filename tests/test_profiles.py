@@ -81,7 +81,7 @@ def test_describe_names_profile_reason_times_and_how_to_force(monkeypatch):
     monkeypatch.setitem(profiles.MEASURED_ON, "cpu", "a test CPU")
     text = profiles.Profile("cpu", "no CUDA or MPS device was found", False).describe("04_training.ipynb")
     assert "Run profile: cpu" in text and "no CUDA or MPS device was found" in text
-    assert "notebook 04: about 7.5 min (measured on a test CPU" in text
+    assert "notebook 04: about 7.5 min (synthetic data, measured on a test CPU)" in text
     assert "smoke:" in text and "about 41 s" in text
     assert "gpu:" in text and "not measured" in text
     assert "SKINSEG_PROFILE=smoke|cpu|gpu" in text
