@@ -1,6 +1,7 @@
 """The training recipe, piece by piece, as notebook 04 (training) teaches it.
 
-* :class:`TrainConfig`: everything that defines a run; the defaults are the course's reference recipe.
+* :class:`TrainConfig`: everything that defines a run; the defaults are the course's recipe (notebook 04 says where
+  it departs from the reference recipe it adopts, and why).
 * :func:`build_optimizer` (AdamW), :func:`build_scheduler` (linear warm-up, then a cosine, stepped once per
   batch; :func:`lr_factor` is its formula, :func:`warmup_steps` its warm-up length) and :func:`resolve_amp`
   (which autocast dtype, if any, suits the device).
@@ -40,7 +41,7 @@ class NonFiniteLossError(FloatingPointError):
 # --------------------------------------------------------------------------------------------------------
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; the defaults are the course's reference recipe.
+    """Everything that defines a training run; the defaults are the course's recipe (see notebook 04).
 
     Attributes:
         model: a :func:`helpers.models.build_model` name (``resnet_unet_aspp``, ``se_unet``, ``smp_unet``...).
