@@ -23,24 +23,6 @@ def _pairs(n: int) -> list[Pair]:
 
 
 # ------------------------------------------------------------------------------------------------- readers
-@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "LA", "I;16"])
-def test_read_image_converts_colour_modes_to_rgb(tmp_path, mode):
-    rgb = np.zeros((6, 8, 3), np.uint8)
-    rgb[:, :4] = (200, 200, 200)
-    im = Image.fromarray(rgb)
-    if mode == "I;16":
-        im = Image.fromarray((rgb[:, :, 0].astype(np.uint16) * 257))
-    elif mode == "P":
-        im = im.convert("P", palette=Image.Palette.ADAPTIVE)
-    else:
-        im = im.convert(mode)
-    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
-    im.save(path)
-    out = data.read_image(path)
-    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
-    assert np.all(np.abs(out[:, :4].astype(int) - 200) <= 2) and np.all(out[:, 4:] <= 2)
-
-
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing"])
 def test_corrupt_image_names_file_and_fix(isic_dir, damage):
     path = isic_dir / "images" / "ISIC_0000003.jpg"
