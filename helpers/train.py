@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default=_DEFAULTS.loss, help="bce+dice, bce, dice or tversky")
     p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm (off if not given)")
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default=_DEFAULTS.amp,
-                   help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+                   help="mixed precision (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else off)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=_DEFAULTS.pretrained,
                    help="start from ImageNet encoder weights (downloaded once)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentations")
