@@ -52,7 +52,10 @@ def test_kernel_config_uses_ipc_sockets_with_an_absolute_path_on_posix(monkeypat
     (True, None, False, "cpu"), (True, None, True, "gpu"), (True, "smoke", True, "smoke"), (False, "gpu", False, "gpu"),
 ])
 def test_choose_profile_sets_what_the_kernels_inherit(monkeypatch, full, forced, gpu, expected):
-    monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
+    # choose_profile writes os.environ itself: register the variable first so monkeypatch restores it afterwards
+    # (delenv of an absent variable records nothing, and a leaked SKINSEG_PROFILE would change later tests).
+    monkeypatch.setenv("SKINSEG_PROFILE", "unset-by-test")
+    monkeypatch.delenv("SKINSEG_PROFILE")
     monkeypatch.setenv("SKINSEG_SMOKE", "1")
     monkeypatch.setattr(course.profiles, "gpu_available", lambda: gpu)
     monkeypatch.setattr(course.profiles.runtime, "accelerator_name", lambda device: "Fake GPU")
