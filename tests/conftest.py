@@ -105,3 +105,24 @@ def isolated_home(tmp_path_factory):
         mp.setenv("SKINSEG_HOME", str(tmp_path_factory.mktemp("home")))
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def solution_round_trip(capsys):
+    """``run(module, k, check, namespace)``: exercise ``k``'s reference passes ``check``, and so does the source
+    ``module.show_solution(k)`` prints, executed in ``namespace`` (the notebook's imports) as a learner pastes it.
+
+    ``check`` takes the learner's function only (wrap checkers that need data in a lambda).
+    """
+    def run(module, k: int, check, namespace: dict) -> None:
+        reference = module.EXERCISES.solutions[k]
+        check(reference)
+        assert capsys.readouterr().out.startswith(f"exercise {k} passed")
+        module.show_solution(k)
+        exec(capsys.readouterr().out, namespace)  # the printed solution runs as pasted
+        pasted = namespace[reference.__name__]
+        assert pasted is not reference
+        check(pasted)
+        assert capsys.readouterr().out.startswith(f"exercise {k} passed")
+
+    return run

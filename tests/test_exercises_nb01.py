@@ -104,11 +104,9 @@ def test_two_side_ids_rejects_wrong_answers(wrong, hint):
         nb01.check_two_side_ids(wrong, _masks())
 
 
-def test_show_solution_prints_runnable_reference(capsys):
-    for k, name in ((1, "lesion_box"), (2, "pos_weight"), (3, "two_side_ids")):
-        nb01.show_solution(k)
-        source = capsys.readouterr().out
-        namespace = {"np": np}
-        exec(source, namespace)
-        assert namespace[name] is not getattr(nb01, name)
-        assert callable(namespace[name])
+def test_show_solution_prints_runnable_reference(solution_round_trip):
+    masks = _masks()
+    checks = {1: nb01.check_lesion_box, 2: lambda f: nb01.check_pos_weight(f, list(masks.values())),
+              3: lambda f: nb01.check_two_side_ids(f, masks)}
+    for k, check in checks.items():
+        solution_round_trip(nb01, k, check, {"np": np})

@@ -23,16 +23,10 @@ def test_stub_is_reported_not_raised(check, capsys):
 
 
 @pytest.mark.parametrize("module", [nb02, nb03], ids=["nb02", "nb03"])
-def test_reference_solutions_pass_and_print(module, capsys):
+def test_reference_solutions_pass_and_print(module, solution_round_trip):
     checks = [c for c in CHECKERS if c.__module__ == module.__name__]
     for k, check in enumerate(checks, start=1):
-        check(module.EXERCISES.solutions[k])
-        assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
-        module.show_solution(k)
-        namespace = {"torch": torch}
-        exec(capsys.readouterr().out, namespace)  # the printed solution runs as pasted
-        check(namespace[module.EXERCISES.solutions[k].__name__])
-        assert "passed" in capsys.readouterr().out
+        solution_round_trip(module, k, check, {"torch": torch})
 
 
 # ------------------------------------------------------------------------------------------------- notebook 02

@@ -21,14 +21,8 @@ def test_stub_is_reported_not_raised(check, capsys):
 
 
 @pytest.mark.parametrize("k, check", [(1, nb04.check_lr_at), (2, nb04.check_focal_loss), (3, nb04.check_early_stop)])
-def test_reference_solutions_pass_as_printed(k, check, capsys):
-    check(nb04.EXERCISES.solutions[k])
-    assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
-    nb04.show_solution(k)
-    namespace = {"math": math, "torch": torch, "F": F}
-    exec(capsys.readouterr().out, namespace)
-    check(namespace[nb04.EXERCISES.solutions[k].__name__])
-    assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
+def test_reference_solutions_pass_as_printed(k, check, solution_round_trip):
+    solution_round_trip(nb04, k, check, {"math": math, "torch": torch, "F": F})
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -31,18 +31,12 @@ def test_stubs_are_reported_not_raised(capsys):
     assert [line.split(":")[0] for line in lines] == [f"exercise {k} not attempted yet" for k in (1, 2, 3)]
 
 
-def test_reference_solutions_pass_as_printed(capsys):
+def test_reference_solutions_pass_as_printed(solution_round_trip):
     probs, truths = _val_set()
-    checks = {1: lambda f: nb05.check_dice(f), 2: lambda f: nb05.check_best_threshold(f, probs, truths),
-              3: lambda f: nb05.check_tversky_loss(f)}
+    checks = {1: nb05.check_dice, 2: lambda f: nb05.check_best_threshold(f, probs, truths),
+              3: nb05.check_tversky_loss}
     for k, check in checks.items():
-        check(nb05.EXERCISES.solutions[k])
-        assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
-        nb05.show_solution(k)
-        namespace = {"np": np, "torch": torch, "metrics": metrics}
-        exec(capsys.readouterr().out, namespace)
-        check(namespace[nb05.EXERCISES.solutions[k].__name__])
-        assert capsys.readouterr().out.startswith(f"exercise {k} passed: ")
+        solution_round_trip(nb05, k, check, {"np": np, "torch": torch, "metrics": metrics})
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -19,12 +19,10 @@ def test_reference_passes_and_stub_is_not_attempted(number, checker, capsys):
     assert capsys.readouterr().out.startswith(f"exercise {number} not attempted yet")
 
 
-def test_solutions_print_and_run_as_pasted(capsys):
-    for number in (1, 2, 3):
-        nb06.show_solution(number)
-        namespace = {"np": np}
-        exec(nb06.EXERCISES.solution_source(number), namespace)
-    assert "def fit_temperature" in capsys.readouterr().out
+@pytest.mark.parametrize("number, checker", [(1, nb06.check_ece), (2, nb06.check_bootstrap_interval),
+                                             (3, nb06.check_fit_temperature)])
+def test_solutions_print_and_pass_as_pasted(number, checker, solution_round_trip):
+    solution_round_trip(nb06, number, checker, {"np": np})
 
 
 # -------------------------------------------------------------------------------- exercise 1: ECE
