@@ -1,7 +1,7 @@
 """Train, select on val, predict and score on a held-out split: our recipe against a plain reference.
 
     python benchmarks/real_data.py --data DATA_DIR --test holdout --budget-minutes 20 \\
-        [--models resnet_unet_aspp,reference] [--img-size S] [--loss L] [--no-augment] [--select-on-val] \\
+        [--models resnet_unet_aspp,reference[,reference_bf16]] [--img-size S] [--loss L] [--no-augment] [--select-on-val] \\
         [--tta] [--postprocess] \\
         [--json OUT]
 
@@ -13,7 +13,10 @@ For each model in ``--models``:
   :func:`helpers.fit.build_parts` from :data:`REFERENCE_RECIPE` (Adam, i.e. AdamW without weight decay, at a
   constant lr 1e-3, BCE only, no augmentation) and trained by the short loop in :func:`reference_epoch` (no
   schedule, no validation), same image size, batch, train split and time budget; its final weights,
-  threshold 0.5.
+  threshold 0.5. It trains in float32, as a user would write it; ``reference_bf16`` is the same loop under
+  bf16 autocast, so a recipe trained in bf16 (``amp="auto"`` on a CPU with native bf16) can also be compared
+  at equal precision. ``ratio``/``ratios`` are against the first reference in ``--models``;
+  ``ratios_by_reference`` holds them against each.
 
 ``--budget-minutes`` is the training wall time per model: a probe times a few steps (plus, for the recipe,
 a validation pass and the two checkpoint writes of an epoch) and the epoch count is the number of epochs
@@ -52,6 +55,9 @@ from helpers import config, data, fit, io, layouts, losses, metrics, models, pre
 from helpers.train import json_object_arg
 
 REFERENCE = "reference"
+#: The plain reference's names in ``--models`` and the autocast each trains with: ``reference`` is float32, as
+#: a user would write it; ``reference_bf16`` the same loop under bf16 autocast, to compare precisions fairly.
+REFERENCE_AMP: dict[str, str] = {REFERENCE: "off", "reference_bf16": "bf16"}
 #: What ``reference`` builds: smp's U-Net with its default ResNet34 encoder.
 REFERENCE_MODEL = "smp_unet"
 DEFAULT_MODELS = ("resnet_unet_aspp", REFERENCE)
@@ -69,7 +75,7 @@ ROW_KEYS: tuple[str, ...] = ("model", "trained_as", "settings", "tta", "postproc
 #: Top-level keys of the JSON result.
 RESULT_KEYS: tuple[str, ...] = ("benchmark", "data", "synthetic", "test_split", "n_train", "n_val", "n_test",
                                 "img_size", "batch_size", "budget_minutes", "official_scorer", "rows", "ratio",
-                                "ratios", "torch", "device", "threads")
+                                "ratios", "ratios_by_reference", "torch", "device", "threads")
 TABLE_COLUMNS = [("model", "model"), ("settings", "settings"), ("img_size", "img"), ("epochs", "epochs"),
                  ("train_seconds", "train s"), ("dice", "Dice"), ("jaccard", "Jaccard"),
                  ("threshold_jaccard", "thr. Jaccard"), ("official_threshold_jaccard", "official thr. J")]
@@ -104,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", default="holdout", choices=TEST_NAMES, help="the held-out split to score")
     p.add_argument("--budget-minutes", type=float, default=20.0, help="training wall time per model")
     p.add_argument("--models", type=_model_list, default=list(DEFAULT_MODELS),
-                   help="comma-separated build_model names and/or 'reference'")
+                   help="comma-separated build_model names and/or 'reference' (float32), 'reference_bf16'")
     p.add_argument("--model-kwargs", type=model_kwargs_map, default={}, metavar="JSON",
                    help="per-model build arguments, e.g. '{\"se_unet\": {\"base\": 16}}' (reported numbers "
                         "use the defaults)")
@@ -278,16 +284,19 @@ def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[layout
 
 # ------------------------------------------------------------------------------------------- the plain reference
 def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, device: torch.device, on_step: Callable[[], None] | None = None) -> float:
-    """One epoch of the plain loop: forward, BCE, backward, optimiser step (no schedule, no clipping, float32).
+                    loss_fn: nn.Module, device: torch.device, on_step: Callable[[], None] | None = None,
+                    amp_dtype: torch.dtype | None = None) -> float:
+    """One epoch of the plain loop: forward, BCE, backward, optimiser step (no schedule, no clipping).
 
+    ``amp_dtype`` None is float32; ``torch.bfloat16`` runs forward and loss under autocast (no scaler needed).
     Returns the mean loss per batch.
     """
     model.train()
     total, count = 0.0, 0
     for batch in batches:
         images, masks = batch["image"].to(device), batch["mask"].to(device).float()
-        loss = loss_fn(model(images), masks)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = loss_fn(model(images).float(), masks)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -298,49 +307,54 @@ def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], opti
 
 
 def reference_config(img_size: int, batch_size: int, seed: int, workers: int | None, pretrained: bool,
-                     kwargs: Mapping[str, Any]) -> training.TrainConfig:
+                     kwargs: Mapping[str, Any], amp: str = "off") -> training.TrainConfig:
     """The plain reference as a TrainConfig: ``smp_unet``, Adam (AdamW without weight decay) at a constant lr
-    1e-3 (no warm-up, a cosine that ends where it starts), BCE, no augmentation, float32, default layout."""
+    1e-3 (no warm-up, a cosine that ends where it starts), BCE, no augmentation, float32 (``amp="off"``, or
+    ``"bf16"`` for :data:`REFERENCE_AMP`'s bf16 variant), default layout."""
     return training.TrainConfig(model=REFERENCE_MODEL, model_kwargs=dict(kwargs), pretrained=pretrained,
                                 img_size=img_size, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup=0.0,
-                                min_lr_ratio=1.0, loss="bce", augment=False, amp="off", channels_last=False,
+                                min_lr_ratio=1.0, loss="bce", augment=False, amp=amp, channels_last=False,
                                 seed=seed, num_workers=workers)
 
 
 def _reference_parts(train: Sequence[layouts.Pair], img_size: int, batch_size: int, device: torch.device,
-                     seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any]) -> fit.Parts:
+                     seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any],
+                     amp: str = "off") -> fit.Parts:
     """Train loader (resize + normalise only), model, optimiser and BCE of the reference, by build_parts."""
     runtime.seed_everything(seed)
-    cfg = reference_config(img_size, batch_size, seed, workers, pretrained, kwargs)
+    cfg = reference_config(img_size, batch_size, seed, workers, pretrained, kwargs, amp)
     loaders = data.make_loaders({"train": train}, img_size, batch_size, augment=False, num_workers=workers,
                                 seed=seed, persistent_workers=False)
     return fit.build_parts(cfg, loaders, device)
 
 
 def probe_reference(train: Sequence[layouts.Pair], img_size: int, batch_size: int, device: torch.device, seed: int,
-                    workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], steps: int) -> Probe:
+                    workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], steps: int,
+                    amp: str = "off") -> Probe:
     """Time ``steps + 1`` steps of :func:`reference_epoch` (no validation; one checkpoint write at the end)."""
-    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs)
+    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs, amp)
     loader = parts.loaders["train"]
     n = min(steps + 1, len(loader))
     first, step = _timed_steps(
         lambda on_step: reference_epoch(parts.model, _common.take(loader, n), parts.optimizer, parts.loss_fn,
-                                        device, on_step),
+                                        device, on_step, parts.amp_dtype),
         device)
     return Probe(first, step, 0.0, 0.0, len(loader))
 
 
 def train_reference(train: Sequence[layouts.Pair], img_size: int, batch_size: int, epochs: int, device: torch.device,
-                    seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], out: Path) -> Path:
+                    seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], out: Path,
+                    amp: str = "off") -> Path:
     """Train the plain reference for ``epochs`` epochs; save its final weights to ``out/final.pt`` and return it."""
-    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs)
+    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs, amp)
     for epoch in range(1, epochs + 1):
-        loss = reference_epoch(parts.model, parts.loaders["train"], parts.optimizer, parts.loss_fn, device)
+        loss = reference_epoch(parts.model, parts.loaders["train"], parts.optimizer, parts.loss_fn, device,
+                               amp_dtype=parts.amp_dtype)
         _common.eprint(f"  reference epoch {epoch}/{epochs}: train BCE {loss:.4f}")
     return models.save_checkpoint(out / "final.pt", parts.model, kind="reference", epoch=epochs,
                                   config={"img_size": img_size, "batch_size": batch_size, "lr": 1e-3,
                                           "loss": "bce", "optimizer": "adam (adamw, weight_decay 0)", "augment": False,
-                                          "epochs": epochs})
+                                          "epochs": epochs, "amp": amp})
 
 
 # ----------------------------------------------------------------------------------------------------- scoring
@@ -456,14 +470,15 @@ def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequen
     kwargs = args.model_kwargs.get(name, {})
     run_dir = out / name
     start = time.perf_counter()
-    if name == REFERENCE:
+    if name in REFERENCE_AMP:
+        amp = REFERENCE_AMP[name]
         common = (splits["train"], args.img_size, args.batch_size)
         rest = (device, args.seed, args.workers, args.pretrained, kwargs)
-        probe = probe_reference(*common, *rest, steps=args.probe_steps)
+        probe = probe_reference(*common, *rest, steps=args.probe_steps, amp=amp)
         probe_s, epochs = time.perf_counter() - start, probe.epochs_for(budget_s)
         _announce(name, probe, epochs, budget_s)
         start = time.perf_counter()
-        ckpt = train_reference(*common, epochs, *rest, out=run_dir)
+        ckpt = train_reference(*common, epochs, *rest, out=run_dir, amp=amp)
         return Trained(ckpt, "reference", epochs, time.perf_counter() - start, probe, probe_s)
     cfg = training.TrainConfig(model=name, model_kwargs=kwargs, pretrained=args.pretrained, img_size=args.img_size,
                                batch_size=args.batch_size, loss=args.loss, augment=not args.no_augment,
@@ -491,7 +506,7 @@ def evaluate_model(trained: Trained, name: str, heldout: Path, out: Path, device
                            threshold=threshold, device=device)
     predict_s = time.perf_counter() - start
     scores = score_folder(heldout / "masks", pred_dir)
-    return {"model": name if trained.trained_as == "recipe" else f"{REFERENCE} ({REFERENCE_MODEL})",
+    return {"model": name if trained.trained_as == "recipe" else reference_label(name),
             "trained_as": trained.trained_as, "settings": settings, "tta": tta, "postprocess": postprocess,
             "threshold": threshold, "img_size": img_size, "epochs": trained.epochs,
             "train_seconds": trained.train_seconds, "budget_seconds": budget_s,
@@ -500,14 +515,25 @@ def evaluate_model(trained: Trained, name: str, heldout: Path, out: Path, device
             "val_dice": trained.val_dice, "predict_seconds": predict_s, **scores}
 
 
+def reference_label(name: str) -> str:
+    """The result rows' model label of a reference: ``reference (smp_unet)``, ``reference (smp_unet, bf16)``."""
+    amp = REFERENCE_AMP[name]
+    return f"{REFERENCE} ({REFERENCE_MODEL}{'' if amp == 'off' else ', ' + amp})"
+
+
 # -------------------------------------------------------------------------------------------------------- main
-def _ratios(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, float]], str]:
+def _ratios(rows: Sequence[Mapping[str, Any]], reference: str | None = None
+            ) -> tuple[dict[str, dict[str, float]], str]:
     """``({model: {settings: ours / reference thresholded Jaccard}}, note)`` for every recipe row.
+
+    Args:
+        rows: the result rows.
+        reference: the model label of the reference row to divide by; None: the first reference row.
 
     The dict is empty, and the note says why, when there is no reference row, no recipe row, or the
     reference scored 0 (the ratio is then undefined).
     """
-    ref = next((r for r in rows if r["trained_as"] == "reference"), None)
+    ref = next((r for r in rows if r["trained_as"] == "reference" and reference in (None, r["model"])), None)
     if ref is None or not any(r["trained_as"] == "recipe" for r in rows):
         return {}, "needs 'reference' and a recipe model in --models"
     if not ref["threshold_jaccard"] > 0:
@@ -530,10 +556,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.img_size < 32 or args.batch_size < 1 or args.budget_minutes <= 0 or args.probe_steps < 1:
         raise ValueError(f"need --img-size >= 32, --batch-size >= 1, --budget-minutes > 0 and --probe-steps >= 1, "
                          f"got {args.img_size}, {args.batch_size}, {args.budget_minutes}, {args.probe_steps}")
-    unknown = [m for m in args.models if m != REFERENCE and m not in models.available_models()
+    unknown = [m for m in args.models if m not in REFERENCE_AMP and m not in models.available_models()
                and not m.startswith("smp_")]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}: use {REFERENCE!r} or one of {models.available_models()}")
+        raise ValueError(f"unknown model(s) {unknown}: use {' or '.join(map(repr, REFERENCE_AMP))} or one of "
+                         f"{models.available_models()}")
     device = runtime.select_device(args.device)
     dataset = load_dataset(args.data, args.synthetic_n, args.synthetic_size, args.seed)
     splits = dataset.splits
@@ -561,7 +588,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      best["tta"], best["postprocess"], best["threshold"]), **common)
             rows.append({**row, "val_threshold_jaccard": best["val_threshold_jaccard"]})
     ratios, ratio_note = _ratios(rows)
-    first = next((m for m in args.models if m != REFERENCE), None)
+    by_reference = {r["model"]: _ratios(rows, r["model"])[0] for r in rows if r["trained_as"] == "reference"}
+    first = next((m for m in args.models if m not in REFERENCE_AMP), None)
     default_label = settings_label(args.tta, args.postprocess, 0.5)
     official = next((r["official_note"] for r in rows), None)
     return {"benchmark": "real_data", "data": dataset.description, "synthetic": dataset.synthetic,
@@ -570,7 +598,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "budget_minutes": args.budget_minutes, "recipe_loss": args.loss, "recipe_augment": not args.no_augment,
             "official_scorer": official, "rows": rows,
             "ratio": ratios.get(first, {}).get(default_label) if first else None, "ratios": ratios,
-            "ratio_note": ratio_note, "selections": selections, "seed": args.seed,
+            "ratio_note": ratio_note, "ratios_by_reference": by_reference, "selections": selections,
+            "seed": args.seed,
             "work_dir": _common.shown_path(out),
             **_common.environment(device)}
 
@@ -587,9 +616,10 @@ def format_result(result: Mapping[str, Any]) -> str:
     over = sorted({r["model"] for r in result["rows"] if r["over_budget"]})
     if over:
         lines.append(f"over the training budget (at least one epoch is always trained): {', '.join(over)}")
-    for model, by_settings in result["ratios"].items():
-        for settings, ratio in by_settings.items():
-            lines.append(f"ratio {model} [{settings}] / reference, thresholded Jaccard: {ratio:.3f}")
+    for reference, ratios in result["ratios_by_reference"].items():
+        for model, by_settings in ratios.items():
+            for settings, ratio in by_settings.items():
+                lines.append(f"ratio {model} [{settings}] / {reference}, thresholded Jaccard: {ratio:.3f}")
     if not result["ratios"]:
         lines.append("ratio: - (" + result["ratio_note"] + ")")
     return "\n".join(lines)

@@ -32,22 +32,23 @@ PURPOSE = {
 
 #: Where the times in :data:`MEASURED_SECONDS` were measured, per profile (None: never measured).
 MEASURED_ON: dict[str, str | None] = {
-    "smoke": None,
-    "cpu": "2 shared AMD EPYC cores at load 8-15, an upper bound",
+    "smoke": "2 idle AMD EPYC cores, 2026-12-02",
+    "cpu": "2 idle AMD EPYC cores with bf16, 2026-12-02",
     "gpu": None,
 }
 
 #: Measured wall time of each notebook (by its number) per profile, in seconds, on the synthetic data;
 #: None = not measured. Smoke: ``python -m helpers.course``; cpu: ``python -m helpers.course --full`` on a
 #: machine without GPU; gpu: ``python -m helpers.course --full`` on a GPU machine. Copy the printed times here
-#: after changing a notebook's parameters.
+#: after changing a notebook's parameters (README's notebook table shows the same figures). Notebook 01's times
+#: include drawing the synthetic set on first use.
 MEASURED_SECONDS: dict[str, dict[str, float | None]] = {
-    "01": {"smoke": None, "cpu": 108.1, "gpu": None},
-    "02": {"smoke": None, "cpu": 367.5, "gpu": None},
-    "03": {"smoke": None, "cpu": None, "gpu": None},
-    "04": {"smoke": None, "cpu": None, "gpu": None},
-    "05": {"smoke": None, "cpu": None, "gpu": None},
-    "06": {"smoke": None, "cpu": None, "gpu": None},
+    "01": {"smoke": 13.1, "cpu": 50.8, "gpu": None},
+    "02": {"smoke": 14.0, "cpu": 35.1, "gpu": None},
+    "03": {"smoke": 19.0, "cpu": 28.0, "gpu": None},
+    "04": {"smoke": 21.1, "cpu": 200.0, "gpu": None},
+    "05": {"smoke": 20.0, "cpu": 47.1, "gpu": None},
+    "06": {"smoke": 22.1, "cpu": 103.1, "gpu": None},
 }
 
 

@@ -144,6 +144,32 @@ def test_ratios_use_the_reference_row(bench) -> None:
     assert bench.real_data._ratios(rows[:2]) == ({}, "needs 'reference' and a recipe model in --models")
 
 
+def test_ratios_against_a_named_reference(bench) -> None:
+    label_fp32, label_bf16 = (bench.real_data.reference_label(n) for n in ("reference", "reference_bf16"))
+    assert (label_fp32, label_bf16) == ("reference (smp_unet)", "reference (smp_unet, bf16)")
+    rows = [{"model": "a", "trained_as": "recipe", "settings": "plain@0.5", "threshold_jaccard": 0.6},
+            {"model": label_fp32, "trained_as": "reference", "settings": "plain@0.5", "threshold_jaccard": 0.5},
+            {"model": label_bf16, "trained_as": "reference", "settings": "plain@0.5", "threshold_jaccard": 0.4}]
+    assert bench.real_data._ratios(rows)[0] == {"a": {"plain@0.5": pytest.approx(1.2)}}  # the first reference
+    assert bench.real_data._ratios(rows, label_bf16)[0] == {"a": {"plain@0.5": pytest.approx(1.5)}}
+    assert bench.real_data._ratios(rows, "no such reference")[0] == {}
+
+
+@pytest.mark.parametrize("amp_dtype", [None, torch.bfloat16])
+def test_reference_epoch_runs_under_the_asked_autocast(bench, amp_dtype) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 1, 3, padding=1)
+    seen: list[torch.dtype] = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    batch = {"image": torch.randn(2, 3, 16, 16), "mask": (torch.rand(2, 1, 16, 16) > 0.5).float()}
+    before = model.weight.detach().clone()
+    loss = bench.real_data.reference_epoch(model, [batch, batch], torch.optim.Adam(model.parameters(), 1e-2),
+                                           torch.nn.BCEWithLogitsLoss(), torch.device("cpu"), amp_dtype=amp_dtype)
+    assert math.isfinite(loss) and loss > 0
+    assert seen == [amp_dtype or torch.float32] * 2
+    assert model.weight.dtype == torch.float32 and not torch.equal(model.weight, before)  # fp32 master weights moved
+
+
 def test_materialized_split_has_isic_names_and_0_255_masks(bench, tmp_path: Path, write_pair) -> None:
     pairs = []
     for i, ident in enumerate(["ISIC_0000001", "ISIC_0000002"]):

@@ -1,4 +1,6 @@
 """helpers.profiles: the run profile follows the environment and the device, and says what it costs."""
+from pathlib import Path
+
 import pytest
 
 from helpers import config, profiles
@@ -103,3 +105,22 @@ def test_measured_table_covers_every_notebook_and_profile():
         assert set(times) == set(config.PROFILE_NAMES)
         for name, seconds in times.items():
             assert seconds is None or profiles.MEASURED_ON[name], f"{name} time without where it was measured"
+
+
+def test_readme_notebook_table_shows_the_measured_times():
+    """The README's smoke / cpu / gpu columns are the figures of MEASURED_SECONDS (one source, two views)."""
+    readme = (Path(config.repo_root()) / "README.md").read_text(encoding="utf-8")
+    header = "| # | notebook | what you do | smoke | cpu | gpu | Colab |"
+    assert header in readme
+    columns = header.strip("|").split("|")
+    rows = {}
+    for line in readme[readme.index(header):].splitlines()[2:]:
+        if not line.startswith("| 0"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = dict(zip((c.strip() for c in columns), cells))
+    assert set(rows) == set(profiles.MEASURED_SECONDS)
+    for key, times in profiles.MEASURED_SECONDS.items():
+        for name in config.PROFILE_NAMES:
+            seconds = times[name]
+            assert rows[key][name] == ("not measured" if seconds is None else f"{seconds:.0f} s"), (key, name)
