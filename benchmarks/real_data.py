@@ -1,8 +1,8 @@
 """Train, select on val, predict and score on a held-out split: our recipe against a plain reference.
 
     python benchmarks/real_data.py --data DATA_DIR --test holdout --budget-minutes 20 \\
-        [--models resnet_unet_aspp,reference[,reference_bf16]] [--img-size S] [--loss L] [--no-augment] [--select-on-val] \\
-        [--tta] [--postprocess] \\
+        [--models resnet_unet_aspp,reference[,reference_bf16]] [--img-size S] [--loss L] [--no-augment] \\
+        [--select-on-val] [--tta] [--postprocess] \\
         [--json OUT]
 
 For each model in ``--models``:
@@ -295,8 +295,9 @@ def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], opti
     total, count = 0.0, 0
     for batch in batches:
         images, masks = batch["image"].to(device), batch["mask"].to(device).float()
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss = loss_fn(model(images).float(), masks)
+        with training.autocast(device, amp_dtype):
+            logits = model(images)
+        loss = loss_fn(logits.float(), masks)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -35,7 +35,6 @@ import math
 import pstats
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +99,6 @@ def _amp_setting(enabled: bool, device: torch.device) -> str:
     return "auto" if device.type == "cuda" else "bf16"
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    """The autocast context train_one_epoch uses, or a no-op for float32."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
 class _Setup:
     """Model, loss, optimiser, scheduler, loader and in-memory tensors shared by every measurement.
 
@@ -143,7 +137,7 @@ class _Setup:
 def bare_train_step(s: _Setup) -> None:
     """Forward, loss, backward and optimiser step on the in-memory batch: the network's own cost."""
     s.net.train()
-    with _autocast(s.device, s.amp_dtype):
+    with training.autocast(s.device, s.amp_dtype):
         logits = s.net(s.x)
     loss = s.loss_fn(logits.float(), s.y)
     s.optimizer.zero_grad(set_to_none=True)
@@ -240,7 +234,7 @@ def profile_training(s: _Setup, steps: int, top: int) -> None:
 def bare_infer_step(s: _Setup) -> None:
     """The model's forward pass alone on the in-memory batch (eval mode, no gradients)."""
     s.net.eval()
-    with torch.no_grad(), _autocast(s.device, s.amp_dtype):
+    with torch.no_grad(), training.autocast(s.device, s.amp_dtype):
         s.net(s.x)
 
 

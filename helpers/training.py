@@ -3,8 +3,8 @@
 * :class:`TrainConfig`: everything that defines a run; the defaults are the course's recipe (notebook 04 says where
   it departs from the reference recipe it adopts, and why).
 * :func:`build_optimizer` (AdamW), :func:`build_scheduler` (linear warm-up, then a cosine, stepped once per
-  batch; :func:`lr_factor` is its formula, :func:`warmup_steps` its warm-up length) and :func:`resolve_amp`
-  (which autocast dtype, if any, suits the device).
+  batch; :func:`lr_factor` is its formula, :func:`warmup_steps` its warm-up length), :func:`resolve_amp`
+  (which autocast dtype, if any, suits the device) and :func:`autocast` (the context that applies it).
 * :func:`train_one_epoch` (forward, loss, backward, optional gradient clipping, AdamW step, scheduler step)
   and :func:`validate` (loss and the ISIC metrics, macro-averaged over the validation images).
 
@@ -237,6 +237,12 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """The autocast context of a forward pass: ``amp_dtype`` (from :func:`resolve_amp`) on ``device``'s type,
+    disabled (plain float32) when ``amp_dtype`` is None."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
 # --------------------------------------------------------------------------------------------------------
 # One epoch of training, one pass of validation
 # --------------------------------------------------------------------------------------------------------
@@ -282,7 +288,7 @@ def train_one_epoch(model: nn.Module, loader: Any, loss_fn: nn.Module, optimizer
     total, seen, lr, steps = 0.0, 0, float("nan"), 0
     for i, batch in enumerate(loader):
         images, masks = _to_device(batch, device, channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
         value = float(loss.detach())
@@ -348,7 +354,7 @@ def validate(model: nn.Module, loader: Any, loss_fn: nn.Module, *, device: torch
     sums = dict.fromkeys(("loss", "dice", "jaccard", "threshold_jaccard", "images"), 0.0)
     for batch in loader:
         images, masks = _to_device(batch, device, channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             logits = model(images)
         logits = logits.float()
         sums["loss"] += float(loss_fn(logits, masks)) * images.shape[0]
