@@ -36,8 +36,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import checks, config, download, synthetic
 from .cache import PreprocessCache, build_cache, check_unique_ids
 from .io import DatasetError, listing, load_pair, read_image, read_mask
-from .layouts import (Pair, detect_layout, discover_pairs, has_isic2018_truth, read_groups, require_dir,
-                      split_folders)
+from .layouts import (SOURCE_COLUMN, Pair, detect_layout, discover_pairs, has_isic2018_truth, read_groups,
+                      read_sources, require_dir, split_folders)
 from .transforms import eval_transforms, train_transforms
 
 __all__ = ["SPLITS", "DEFAULT_RATIOS", "SMOKE_MAX_PAIRS", "split_pairs", "subset_pairs", "course_splits",
@@ -209,15 +209,54 @@ def course_splits(root: str | os.PathLike[str] | None = None, *, seed: int = 0,
             for key, pairs in splits.items()}
 
 
+def _metadata_roots(root: Path) -> list[Path]:
+    """Where a dataset's metadata CSV may live, first match wins: ``train/`` of a split-folder dataset, then the root."""
+    folders = split_folders(root)
+    return [folders["train"], root] if folders else [root]
+
+
+def lesion_groups(root: str | os.PathLike[str] | None = None) -> dict[str, str] | None:
+    """``{image_id: lesion_id}`` of the dataset (``train/``'s metadata CSV, else the root's), or None without one.
+
+    ``root=None``: the course's dataset (``SKINSEG_DATA``, else the embedded synthetic set).
+    """
+    root = require_dir(_default_root() if root is None else root)
+    return next((g for g in map(read_groups, _metadata_roots(root)) if g), None)
+
+
+def source_pairs(root: str | os.PathLike[str] | None = None, *, seed: int = 0) -> dict[str, list[Pair]]:
+    """Every pair of the dataset (all splits), by the source its metadata CSV names; ``{}`` when it names none.
+
+    The source is the CSV's ``dataset`` column (:data:`helpers.layouts.SOURCE_COLUMN`; HAM10000 has
+    ``vidir_molemax``, ``vidir_modern``, ``rosendahl`` and ``vienna_dias``). Sources are ordered largest first
+    (ties by name), pairs as :func:`course_splits` lists them (train, val, test). Introduced in notebook 06.
+
+    Raises:
+        DatasetError: the CSV names a source for some images but not for others (the missing ones are named).
+    """
+    root = require_dir(_default_root() if root is None else root)
+    sources = next((s for s in map(read_sources, _metadata_roots(root)) if s), {})
+    if not sources:
+        return {}
+    pairs = [pair for split in _all_splits(root, seed).values() for pair in split]
+    missing = [pair.id for pair in pairs if pair.id not in sources]
+    if missing:
+        raise DatasetError(f"{root}: the metadata CSV gives no {SOURCE_COLUMN!r} for {len(missing)} of {len(pairs)} "
+                           f"images ({listing(missing)}): add their rows, or drop the column to use no sources.")
+    found: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        found.setdefault(sources[pair.id], []).append(pair)
+    return dict(sorted(found.items(), key=lambda item: (-len(item[1]), item[0])))
+
+
 def _all_splits(root: str | os.PathLike[str] | None, seed: int) -> dict[str, list[Pair]]:
     """Every pair of :func:`course_splits`' splits, before any subset."""
     root = require_dir(_default_root() if root is None else root)
+    groups = lesion_groups(root)
     folders = split_folders(root)
     if folders:
-        groups = read_groups(folders["train"]) or read_groups(root)
         return _fill_missing({k: discover_pairs(d) for k, d in folders.items()}, seed, root, groups)
     layout = detect_layout(root)
-    groups = read_groups(root)
     if layout == "isic2018":
         found = {"train": discover_pairs(root, "isic2018", "training")}
         for subset, key in (("validation", "val"), ("test", "test")):

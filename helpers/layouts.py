@@ -15,6 +15,8 @@ A folder may instead hold ``train/ val/ test|holdout/`` sub-folders, each in any
 Any layout may carry a metadata CSV at its root (:data:`METADATA_FILES`: ``metadata.csv``, or HAM10000's own
 ``HAM10000_metadata.csv``) with an ``image_id`` column and a group column ``lesion_id`` (:data:`GROUP_COLUMN`):
 images of one group (several photographs of one lesion) are kept in one split by :func:`helpers.data.split_pairs`.
+An optional source column ``dataset`` (:data:`SOURCE_COLUMN`, as in HAM10000's metadata) says which clinic or
+dermoscope an image comes from: notebook 06 trains on one source and tests on the others.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ HAM_METADATA = "HAM10000_metadata.csv"
 METADATA_FILES = ("metadata.csv", HAM_METADATA)
 #: The metadata columns: the image id (file stem) and the group kept within one split.
 ID_COLUMN, GROUP_COLUMN = "image_id", "lesion_id"
+#: The optional metadata column naming where an image comes from (HAM10000: ``vidir_modern``, ``rosendahl`` ...).
+SOURCE_COLUMN = "dataset"
 #: Split sub-folder names and the split each stands for (``holdout/`` is the test split).
 SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "test", "holdout": "test"}
 
@@ -252,26 +256,50 @@ def metadata_path(root: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def read_groups(root: str | os.PathLike[str]) -> dict[str, str] | None:
-    """``{image_id: lesion_id}`` from the dataset's metadata CSV, or None when it has none.
+def read_column(root: str | os.PathLike[str], column: str) -> dict[str, str] | None:
+    """``{image_id: value of column}`` from the dataset's metadata CSV, or None when it has no CSV.
 
-    Raises:
-        DatasetError: the CSV lacks the ``image_id`` or ``lesion_id`` column, or gives one image two groups.
+    Empty values are left out. Raises:
+        DatasetError: the CSV lacks the ``image_id`` or ``column`` column, or gives one image two values.
     """
     path = metadata_path(root)
     if path is None:
         return None
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in (ID_COLUMN, GROUP_COLUMN) if c not in (reader.fieldnames or [])]
+        missing = [c for c in (ID_COLUMN, column) if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(f"metadata {path} has no column {', '.join(missing)} (it has "
-                               f"{listing(reader.fieldnames or [])}): name the image column {ID_COLUMN!r} and the "
-                               f"group column {GROUP_COLUMN!r}, or remove the file to split by image.")
-        groups: dict[str, str] = {}
+                               f"{listing(reader.fieldnames or [])}): it needs the columns {ID_COLUMN!r} and {column!r}; "
+                               "rename them, or remove the file.")
+        values: dict[str, str] = {}
         for row in reader:
-            ident, group = row[ID_COLUMN].strip(), row[GROUP_COLUMN].strip() or row[ID_COLUMN].strip()
-            if groups.setdefault(ident, group) != group:
-                raise DatasetError(f"metadata {path}: image {ident} is listed with two {GROUP_COLUMN}s "
-                                   f"({groups[ident]} and {group}): keep one row per image.")
-    return groups
+            ident, value = row[ID_COLUMN].strip(), (row[column] or "").strip()
+            if value and values.setdefault(ident, value) != value:
+                raise DatasetError(f"metadata {path}: image {ident} is listed with two {column}s "
+                                   f"({values[ident]} and {value}): keep one row per image.")
+    return values
+
+
+def read_groups(root: str | os.PathLike[str]) -> dict[str, str] | None:
+    """``{image_id: lesion_id}`` from the dataset's metadata CSV, or None when it has none.
+
+    An image with an empty ``lesion_id`` is its own group (it is left out of the mapping). Raises:
+        DatasetError: the CSV lacks the ``image_id`` or ``lesion_id`` column, or gives one image two groups.
+    """
+    return read_column(root, GROUP_COLUMN)
+
+
+def read_sources(root: str | os.PathLike[str]) -> dict[str, str]:
+    """``{image_id: source}`` from the metadata CSV's :data:`SOURCE_COLUMN` (HAM10000's ``dataset``), or ``{}``.
+
+    ``{}`` when the dataset has no metadata CSV or its CSV has no such column (sources are optional).
+    Raises:
+        DatasetError: one image is given two sources.
+    """
+    path = metadata_path(root)
+    if path is None:
+        return {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        fields = csv.DictReader(f).fieldnames or []
+    return (read_column(root, SOURCE_COLUMN) or {}) if SOURCE_COLUMN in fields else {}

@@ -164,8 +164,11 @@ def test_split_pairs_rejects_duplicate_ids():
         data.split_pairs(_pairs(5) + _pairs(2)[1:])
 
 
-def _fake_ham(root: Path, write_pair, n_lesions: int = 16) -> dict[str, str]:
-    """A HAM10000 folder whose lesions have 1-4 images each, with HAM10000_metadata.csv; returns {id: lesion}."""
+def _fake_ham(root: Path, write_pair, n_lesions: int = 16, sources: tuple[str, ...] = ("vidir_modern",)) -> dict[str, str]:
+    """A HAM10000 folder whose lesions have 1-4 images each, with HAM10000_metadata.csv; returns {id: lesion}.
+
+    Lesion ``k`` comes from ``sources[k % len(sources)]`` (the metadata's ``dataset`` column).
+    """
     groups, rows = {}, ["lesion_id,image_id,dx,dx_type,age,sex,localization,dataset"]
     k = 0
     for lesion in range(n_lesions):
@@ -174,7 +177,7 @@ def _fake_ham(root: Path, write_pair, n_lesions: int = 16) -> dict[str, str]:
             part = layouts.HAM_IMAGE_DIRS[k % 2]
             write_pair(root / part / f"{ident}.jpg", root / layouts.HAM_MASK_DIR / f"{ident}_segmentation.png", k)
             groups[ident] = f"HAM_{lesion:07d}"
-            rows.append(f"HAM_{lesion:07d},{ident},nv,histo,40.0,female,back,vidir_modern")
+            rows.append(f"HAM_{lesion:07d},{ident},nv,histo,40.0,female,back,{sources[lesion % len(sources)]}")
             k += 1
     (root / layouts.HAM_METADATA).write_text("\n".join(rows) + "\n", encoding="utf-8")
     return groups
@@ -196,6 +199,27 @@ def test_issue14_ham10000_splits_keep_each_lesion_in_one_split(tmp_path, write_p
     # the fixture does exercise the leak: split by image, some lesion would sit in two splits
     by_image = _lesions_in(data.split_pairs(pairs, seed=0), groups)
     assert by_image["train"] & (by_image["val"] | by_image["test"])
+
+
+def test_source_pairs_follow_the_metadata_dataset_column(tmp_path, write_pair):
+    groups = _fake_ham(tmp_path / "ham", write_pair, n_lesions=6, sources=("vidir_modern", "rosendahl"))
+    found = data.source_pairs(tmp_path / "ham")
+    # lesions 0, 2, 4 (1 + 3 + 1 images) are vidir_modern, lesions 1, 3, 5 (2 + 4 + 2) rosendahl: largest first
+    assert list(found) == ["rosendahl", "vidir_modern"] and [len(v) for v in found.values()] == [8, 5]
+    assert sorted(p.id for pairs in found.values() for p in pairs) == sorted(groups)
+    assert {groups[p.id] for p in found["vidir_modern"]} == {"HAM_0000000", "HAM_0000002", "HAM_0000004"}
+    assert data.lesion_groups(tmp_path / "ham") == groups
+    metadata = tmp_path / "ham" / layouts.HAM_METADATA
+    rows = metadata.read_text(encoding="utf-8").splitlines()
+    metadata.write_text("\n".join(rows[:-1]) + "\n", encoding="utf-8")  # the last image loses its row
+    with pytest.raises(DatasetError, match=r"no 'dataset' for 1 of 13 images \(ISIC_0024312\)"):
+        data.source_pairs(tmp_path / "ham")
+    metadata.write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n", encoding="utf-8")  # no dataset column
+    assert data.source_pairs(tmp_path / "ham") == {} and data.lesion_groups(tmp_path / "ham") == groups
+
+
+def test_source_pairs_is_empty_without_metadata(isic_dir):
+    assert data.source_pairs(isic_dir) == {} and data.lesion_groups(isic_dir) is None
 
 
 def test_metadata_csv_is_honoured_in_any_layout_and_checked(isic_dir):
