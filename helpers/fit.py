@@ -199,7 +199,7 @@ def build_parts(cfg: TrainConfig, loaders: Mapping[str, Any], device: torch.devi
     Under torchrun the model is wrapped in DistributedDataParallel (a collective: every process builds).
     """
     model = models.build_model(cfg.model, pretrained=cfg.pretrained and not resuming, **cfg.model_kwargs)
-    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+    channels_last = training.resolve_channels_last(cfg.channels_last, device)
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     net = distributed.wrap_model(model, device)   # copies rank 0's initial weights to every process
     optimizer = training.build_optimizer(model, cfg.lr, cfg.weight_decay)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import data, losses, models, resume, runtime, synthetic, training
-from helpers.fit import HISTORY_COLUMNS, ResumeError, fit, train_or_load
+from helpers.fit import HISTORY_COLUMNS, ResumeError, build_loaders, build_parts, fit, train_or_load
 from helpers.train import main as train_main
 from helpers.training import NonFiniteLossError, TrainConfig
 
@@ -107,6 +107,24 @@ def test_amp_is_off_on_cpus_without_native_bf16_and_fp16_needs_cuda(monkeypatch)
     assert training.resolve_amp("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="CUDA"):
         training.resolve_amp("fp16", cpu)
+
+
+def test_channels_last_follows_the_device_unless_forced(monkeypatch):
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert training.resolve_channels_last(None, cpu) is True and training.resolve_channels_last(None, cuda) is True
+    assert training.resolve_channels_last(False, cpu) is False and training.resolve_channels_last(None, mps) is False
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert training.resolve_channels_last(None, cpu) is False and training.resolve_channels_last(True, cpu) is True
+
+
+def test_build_parts_uses_the_resolved_layout(tmp_path, splits, monkeypatch):
+    for native, expected in ((True, torch.channels_last), (False, torch.contiguous_format)):
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        cfg = tiny_config(tmp_path / str(native), epochs=1)
+        parts = build_parts(cfg, build_loaders(cfg, splits), torch.device("cpu"))
+        weight = next(p for p in parts.model.parameters() if p.dim() == 4)
+        assert parts.channels_last is native and weight.is_contiguous(memory_format=expected)
 
 
 def test_rng_state_round_trip():
