@@ -32,8 +32,8 @@ PURPOSE = {
 
 #: Where the times in :data:`MEASURED_SECONDS` were measured, per profile (None: never measured).
 MEASURED_ON: dict[str, str | None] = {
-    "smoke": "2 idle AMD EPYC cores, 2026-12-02",
-    "cpu": "2 idle AMD EPYC cores with bf16, 2026-12-02",
+    "smoke": "2 idle AMD EPYC cores with bf16, 2026-12-03",
+    "cpu": "2 idle AMD EPYC cores with bf16, 2026-12-03",
     "gpu": None,
 }
 
@@ -43,12 +43,12 @@ MEASURED_ON: dict[str, str | None] = {
 #: after changing a notebook's parameters (README's notebook table shows the same figures). Notebook 01's times
 #: include drawing the synthetic set on first use.
 MEASURED_SECONDS: dict[str, dict[str, float | None]] = {
-    "01": {"smoke": 13.1, "cpu": 50.8, "gpu": None},
-    "02": {"smoke": 14.0, "cpu": 35.1, "gpu": None},
-    "03": {"smoke": 19.0, "cpu": 28.0, "gpu": None},
-    "04": {"smoke": 21.1, "cpu": 200.0, "gpu": None},
-    "05": {"smoke": 20.0, "cpu": 47.1, "gpu": None},
-    "06": {"smoke": 22.1, "cpu": 103.1, "gpu": None},
+    "01": {"smoke": 9.1, "cpu": 36.1, "gpu": None},
+    "02": {"smoke": 11.0, "cpu": 24.0, "gpu": None},
+    "03": {"smoke": 15.0, "cpu": 23.1, "gpu": None},
+    "04": {"smoke": 13.1, "cpu": 111.5, "gpu": None},
+    "05": {"smoke": 12.0, "cpu": 33.1, "gpu": None},
+    "06": {"smoke": 15.0, "cpu": 74.1, "gpu": None},
 }
 
 
