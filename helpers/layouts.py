@@ -256,17 +256,20 @@ def metadata_path(root: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def read_column(root: str | os.PathLike[str], column: str) -> dict[str, str] | None:
+def read_column(root: str | os.PathLike[str], column: str, *, required: bool = True) -> dict[str, str] | None:
     """``{image_id: value of column}`` from the dataset's metadata CSV, or None when it has no CSV.
 
-    Empty values are left out. Raises:
-        DatasetError: the CSV lacks the ``image_id`` or ``column`` column, or gives one image two values.
+    Empty values are left out; ``required=False`` gives ``{}`` when the CSV has no ``column``. Raises:
+        DatasetError: the CSV lacks the ``image_id`` column (or a required ``column``), or gives one image two
+            values.
     """
     path = metadata_path(root)
     if path is None:
         return None
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
+        if not required and column not in (reader.fieldnames or []):
+            return {}
         missing = [c for c in (ID_COLUMN, column) if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(f"metadata {path} has no column {', '.join(missing)} (it has "
@@ -297,9 +300,4 @@ def read_sources(root: str | os.PathLike[str]) -> dict[str, str]:
     Raises:
         DatasetError: one image is given two sources.
     """
-    path = metadata_path(root)
-    if path is None:
-        return {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        fields = csv.DictReader(f).fieldnames or []
-    return (read_column(root, SOURCE_COLUMN) or {}) if SOURCE_COLUMN in fields else {}
+    return read_column(root, SOURCE_COLUMN, required=False) or {}
