@@ -12,6 +12,8 @@ Environment variables (all optional):
                     synthetic dataset, generated on first use under ``data/``.
 ``SKINSEG_HOME``    where generated data, runs and figures go. Unset: the repository root when the
                     package sits in a checkout, else ``~/skinseg``.
+``SKINSEG_RUNS``    where training runs go instead of ``<home>/runs`` (the Colab setup cell's ``USE_DRIVE``
+                    sets it to a folder in Google Drive, so checkpoints outlive the runtime).
 
 Nothing here changes global state on import.
 """
@@ -93,8 +95,15 @@ def data_dir() -> Path:
     return home_dir() / "data"
 
 
+#: Environment variable that moves the runs folder (checkpoints, histories) away from ``<home>/runs``.
+RUNS_ENV = "SKINSEG_RUNS"
+
+
 def runs_dir() -> Path:
-    """Folder for training runs, checkpoints and executed notebooks (``<home>/runs``, not tracked by git)."""
+    """Folder for training runs, checkpoints and executed notebooks: ``SKINSEG_RUNS``, else ``<home>/runs``."""
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
     return home_dir() / "runs"
 
 

@@ -423,17 +423,24 @@ def resolve(resource: Resource, server: str = DATAVERSE_SERVER) -> Resource:
                     md5=resource.md5 or info.get("md5"), source=resource.source, doi=resource.doi)
 
 
-def _check_disk(folder: Path, resources: Iterable[Resource]) -> None:
-    """Raise early when the archives plus their extracted copies clearly cannot fit on the disk."""
+def _check_disk(folder: Path, archives: Path, resources: Iterable[Resource]) -> None:
+    """Raise early when the archives plus their extracted copies clearly cannot fit on the disk(s)."""
     def have(r: Resource) -> int:
-        files = [folder / "archives" / r.filename, folder / "archives" / f"{r.filename}.part"]
+        files = [archives / r.filename, archives / f"{r.filename}.part"]
         return sum(f.stat().st_size for f in files if f.is_file())
 
-    need = sum(2 * r.size - have(r) for r in resources if r.size)
-    free = shutil.disk_usage(folder).free
-    if need and free < need:
-        raise DownloadError(f"{folder} has {free / 1e9:.1f} GB free but the download and extraction need about "
-                            f"{need / 1e9:.1f} GB: free some space or pass another folder (--out).")
+    resources = [r for r in resources if r.size]
+    to_fetch = sum(r.size - have(r) for r in resources)
+    unpacked = sum(r.size for r in resources)
+    if os.stat(folder).st_dev == os.stat(archives).st_dev:
+        needs = [(folder, to_fetch + unpacked)]
+    else:  # archives on another disk (Google Drive): each disk needs its own share
+        needs = [(archives, to_fetch), (folder, unpacked)]
+    for where, need in needs:
+        free = shutil.disk_usage(where).free
+        if need > 0 and free < need:
+            raise DownloadError(f"{where} has {free / 1e9:.1f} GB free but the download and extraction need about "
+                                f"{need / 1e9:.1f} GB there: free some space or pass another folder (--out).")
 
 
 def _set_aside_unpaired(folder: Path, layout: str) -> int:
@@ -456,7 +463,7 @@ def _set_aside_unpaired(folder: Path, layout: str) -> int:
 
 
 def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool = True,
-                     server: str = DATAVERSE_SERVER) -> Path:
+                     server: str = DATAVERSE_SERVER, archives: str | os.PathLike[str] | None = None) -> Path:
     """Download and extract a public dataset into ``<root>/<name>/`` and return that folder.
 
     Args:
@@ -464,11 +471,15 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool 
         root: parent folder, e.g. :func:`helpers.config.data_dir`.
         progress: show tqdm progress bars.
         server: Dataverse server for file-id look-ups (tests point it at a local server).
+        archives: a folder that keeps the downloaded files after extraction, e.g. in Google Drive (the Colab
+            setup cell's ``USE_DRIVE``): a later call with an empty ``root`` (a new Colab runtime) extracts
+            from there without downloading again. None: ``<root>/<name>/archives``, emptied after extraction.
 
     Returns:
         The dataset folder, in the layout :func:`helpers.layouts.discover_pairs` reads; files without a partner
         (if the archives hold any) are moved to its ``unpaired/`` sub-folder. Verified archives are deleted after
-        extraction (halving the disk use); a marker file ``.extracted-<file>`` remembers they were verified.
+        extraction (halving the disk use) unless ``archives`` is given; a marker file ``.extracted-<file>``
+        remembers they were verified.
 
     Raises:
         ValueError: unknown ``name``.
@@ -477,20 +488,27 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool 
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(REGISTRY)}")
     folder = Path(root).expanduser() / name
-    archives = folder / "archives"
+    keep = archives is not None
+    archives = Path(archives).expanduser() if keep else folder / "archives"
+    folder.mkdir(parents=True, exist_ok=True)
     archives.mkdir(parents=True, exist_ok=True)
     todo = [r for r in REGISTRY[name] if not (folder / f".extracted-{r.filename}").is_file()]
-    _check_disk(folder, todo)
+    _check_disk(folder, archives, todo)
     for resource in todo:
         resource = resolve(resource, server)
         archive = download_file(resource.url, archives / resource.filename, sha256=resource.sha256,
                                 md5=resource.md5, size=resource.size, progress=progress)
         if resource.extract_to is None:
-            os.replace(archive, folder / resource.filename)
+            if keep:
+                shutil.copyfile(archive, folder / resource.filename)
+            else:
+                os.replace(archive, folder / resource.filename)
         else:
             extract_into(archive, folder / resource.extract_to)
-            archive.unlink()
-        _stamp_path(archive).unlink(missing_ok=True)
+            if not keep:
+                archive.unlink()
+        if not keep:
+            _stamp_path(archive).unlink(missing_ok=True)
         write_text_atomic(folder / f".extracted-{resource.filename}", json.dumps(
             {"url": resource.url, "sha256": resource.sha256, "md5": resource.md5, "size": resource.size}))
     if todo:

@@ -42,8 +42,18 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_capabilities() -> dict[str, object]:
-    """This CPU's instruction-set flags as torch detects them (:func:`torch.cpu.get_capabilities`)."""
-    return dict(torch.cpu.get_capabilities())
+    """This CPU's instruction-set flags as torch detects them (:func:`torch.cpu.get_capabilities`).
+
+    Empty when this torch build cannot tell (the function is missing in older releases, and it raises on
+    builds without CPU-capability detection): callers then treat the CPU as having no native bf16.
+    """
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is None:
+        return {}
+    try:
+        return dict(get())
+    except (RuntimeError, TypeError, ValueError):
+        return {}
 
 
 def cpu_has_native_bf16() -> bool:

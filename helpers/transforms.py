@@ -15,11 +15,18 @@ Every geometric augmentation is applied to image and mask together; colour augme
 """
 from __future__ import annotations
 
-import albumentations as A
-import cv2
-import numpy as np
-import torch
-from albumentations.pytorch import ToTensorV2
+import os
+
+# albumentations asks PyPI for a newer release at import (a network call, and a warning offline or whenever one
+# exists, advising an upgrade past the tested range); the course pins its version, so the check is off unless
+# the user set the variable. The one environment write of the package on import (docs/ARCHITECTURE.md).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 #: Per-channel RGB mean of ImageNet, on the [0, 1] scale (what torchvision / smp encoders were trained with).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -20,6 +20,14 @@ def test_home_dir_follows_environment(monkeypatch, tmp_path):
     assert config.figures_dir() == tmp_path / "figures" and (tmp_path / "figures").is_dir()
 
 
+def test_runs_folder_can_live_elsewhere(monkeypatch, tmp_path):
+    """SKINSEG_RUNS (the Colab setup cell's USE_DRIVE) moves only the runs, not the data or the figures."""
+    monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(config.RUNS_ENV, str(tmp_path / "drive" / "runs"))
+    assert config.runs_dir() == tmp_path / "drive" / "runs"
+    assert config.data_dir() == tmp_path / "home" / "data"
+
+
 def test_home_dir_defaults_to_checkout(monkeypatch):
     monkeypatch.delenv("SKINSEG_HOME", raising=False)
     root = config.repo_root()

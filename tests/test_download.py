@@ -327,3 +327,22 @@ def test_not_enough_disk_is_reported_before_any_request(tmp_path, monkeypatch):
     monkeypatch.setattr(download.shutil, "disk_usage", lambda path: usage)
     with pytest.raises(DownloadError, match=r"5\.0 GB free but the download and extraction need about 2\d\.\d GB"):
         download.download_dataset("isic2018", tmp_path)
+
+
+def test_kept_archives_let_a_new_runtime_unpack_without_downloading(server, tmp_path, monkeypatch, write_pair):
+    """``archives=`` (Google Drive on Colab): archives stay there; an empty data folder is refilled from them."""
+    pairs = {f"ISIC_{k:07d}": _pair_bytes(write_pair, tmp_path, f"ISIC_{k:07d}", k) for k in range(3)}
+    inputs = _zip({f"ISIC2018_Task1-2_Training_Input/{i}.jpg": b[0] for i, b in pairs.items()})
+    truth = _zip({f"ISIC2018_Task1_Training_GroundTruth/{i}_segmentation.png": b[1] for i, b in pairs.items()})
+    monkeypatch.setitem(download.REGISTRY, "isic2018", [
+        Resource("in.zip", _serve(server, "/in", inputs), "ISIC2018_Task1-2_Training_Input",
+                 sha256=hashlib.sha256(inputs).hexdigest()),
+        Resource("gt.zip", _serve(server, "/gt", truth), "ISIC2018_Task1_Training_GroundTruth", size=len(truth))])
+    drive = tmp_path / "drive" / "archives"
+    folder = download.download_dataset("isic2018", tmp_path / "runtime1", progress=False, archives=drive)
+    assert sorted(p.name for p in drive.glob("*.zip")) == ["gt.zip", "in.zip"]  # kept, not deleted
+    assert not (folder / "archives").exists()
+    n_requests = len(server.state.requests)
+    again = download.download_dataset("isic2018", tmp_path / "runtime2", progress=False, archives=drive)
+    assert len(server.state.requests) == n_requests  # unpacked from the kept archives: no request
+    assert [p.id for p in data.discover_pairs(again)] == sorted(pairs)

@@ -21,6 +21,22 @@ def test_capabilities_come_from_torch():
     assert caps == dict(torch.cpu.get_capabilities()) and "architecture" in caps
 
 
+def _raise(*args):
+    raise RuntimeError("CPU capability detection is not available in this build")
+
+
+@pytest.mark.parametrize("replacement", [None, _raise], ids=["missing", "raises"])
+def test_a_torch_that_cannot_tell_means_no_native_bf16(monkeypatch, replacement):
+    """Older torch releases lack get_capabilities, some builds raise: float32 then, never a crash."""
+    if replacement is None:
+        monkeypatch.delattr(torch.cpu, "get_capabilities")
+    else:
+        monkeypatch.setattr(torch.cpu, "get_capabilities", replacement)
+    assert runtime.cpu_capabilities() == {}
+    assert runtime.cpu_has_native_bf16() is False
+    assert training.resolve_amp("auto", torch.device("cpu")) is None
+
+
 def test_auto_amp_on_cpu_is_bf16_only_with_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)

@@ -89,3 +89,25 @@ def test_bad_sizes_are_refused(size):
         train_transforms(size)
     with pytest.raises(ValueError, match="img_size"):
         eval_transforms(size)
+
+
+def test_importing_the_transforms_turns_albumentations_update_check_off():
+    """Its check at import calls PyPI (a warning offline, and advice to upgrade past the tested range).
+
+    In a subprocess where every urllib request fails and warnings are errors, the check, had it run, would
+    warn "Failed to check for updates" and so fail the import.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    code = ("import sys, types, urllib.request\n"
+            "def refuse(*a, **k): raise OSError('the update check ran')\n"
+            "urllib.request.OpenerDirector.open = refuse\n"
+            "import helpers.transforms, os\n"
+            "print(os.environ['NO_ALBUMENTATIONS_UPDATE'])\n")
+    out = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1"]
