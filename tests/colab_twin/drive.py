@@ -61,12 +61,16 @@ def changes(before: dict[str, str], after: dict[str, str]) -> tuple[list[str], l
 
 
 def restore(python: str, baseline: dict[str, str]) -> None:
-    """Uninstall whatever a previous runtime added, so the next notebook starts from Colab's stack."""
-    added, changed = changes(baseline, installed(python))
-    if changed:
-        raise SystemExit(f"the environment drifted from Colab's stack: {changed}")
+    """Undo what a previous runtime's setup cell did (uninstall what it added, put back what it changed), so the
+    next notebook starts from Colab's stack as shipped. A change was already reported as a failure."""
+    current = installed(python)
+    added, changed = changes(baseline, current)
     if added:
         subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", *added], check=True)
+    back = [f"{name}=={baseline[name]}" for name in baseline if current.get(name) != baseline[name]]
+    if back:
+        subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", *back],
+                       check=True)
 
 
 def twin_notebook(source: Path, dest: Path, setup_src: str, canonical: str, use_drive: bool) -> None:

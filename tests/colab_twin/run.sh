@@ -23,7 +23,7 @@ find_python() {
     for p in "$root"/versions/3.13*/bin/python3.13; do [ -x "$p" ] && { echo "$p"; return; }; done
     return 1
 }
-py="$(find_python)" || { echo "colab twin: no Python 3.13 found (set COLAB_TWIN_PYTHON=/path/to/python3.13)" >&2; exit 3; }
+py="$(find_python)" || { echo "colab twin: no Python 3.13 found (set COLAB_TWIN_PYTHON=/path/to/python3.13)" >&2; exit 4; }
 
 if [ -n "${COLAB_TWIN_DIR:-}" ]; then twin="$COLAB_TWIN_DIR"; keep=1; else twin="$(mktemp -d -t colab-twin-XXXX)"; keep=0; fi
 mkdir -p "$twin"
