@@ -13,12 +13,10 @@
 from https://isic-challenge-data.s3.amazonaws.com/2018/: Training (2,594 pairs, 11 GB of images), Validation
 (100 pairs) and Test (1,000 pairs) inputs and ground truth.
 
-Each file goes to ``<root>/<name>/archives/<file>.part`` first, resumes with an HTTP Range request after an
-interruption (just run again), is checked against the size and checksum in :data:`REGISTRY` (or, where none is
-published, against the server's Content-Length), then renamed and extracted (archives, then deleted) or moved into
-place (plain files). A second call finds everything in place and does no request. Introduced in notebook 01
-(``01_data_exploration``, "use real data"). Command line: ``python -m helpers.data download {ham10000,isic2018}
---out DIR``.
+Each file goes to ``<root>/<name>/archives/<file>.part`` (or a kept ``archives`` folder, e.g. on Google Drive),
+resumes with an HTTP Range request (just run again), is checked against :data:`REGISTRY`'s size and checksum (or
+the server's Content-Length), then extracted or moved into place. A second call does no request. Introduced in
+notebook 01 ("use real data"); CLI ``python -m helpers.data download {ham10000,isic2018} --out DIR``.
 """
 from __future__ import annotations
 
@@ -129,8 +127,6 @@ REGISTRY: dict[str, list[Resource]] = {
                  sha256="2e8f6edce454a5bdee52485e39f92bd6eddf357e81f39018d05512175238ef82", source=_ISIC_SRC),
     ],
 }
-#: The layout each dataset is extracted into (see :func:`helpers.layouts.detect_layout`).
-LAYOUT = {"ham10000": "ham10000", "isic2018": "isic2018"}
 
 
 # --------------------------------------------------------------------------------------------------- download
@@ -426,17 +422,12 @@ def resolve(resource: Resource, server: str = DATAVERSE_SERVER) -> Resource:
 def _check_disk(folder: Path, archives: Path, resources: Iterable[Resource]) -> None:
     """Raise early when the archives plus their extracted copies clearly cannot fit on the disk(s)."""
     def have(r: Resource) -> int:
-        files = [archives / r.filename, archives / f"{r.filename}.part"]
-        return sum(f.stat().st_size for f in files if f.is_file())
+        return sum(f.stat().st_size for f in (archives / r.filename, archives / f"{r.filename}.part") if f.is_file())
 
-    resources = [r for r in resources if r.size]
-    to_fetch = sum(r.size - have(r) for r in resources)
-    unpacked = sum(r.size for r in resources)
-    if os.stat(folder).st_dev == os.stat(archives).st_dev:
-        needs = [(folder, to_fetch + unpacked)]
-    else:  # archives on another disk (Google Drive): each disk needs its own share
-        needs = [(archives, to_fetch), (folder, unpacked)]
-    for where, need in needs:
+    to_fetch = sum(r.size - have(r) for r in resources if r.size)
+    unpacked = sum(r.size for r in resources if r.size)
+    same_disk = os.stat(folder).st_dev == os.stat(archives).st_dev  # else Google Drive: each disk its share
+    for where, need in [(folder, to_fetch + unpacked)] if same_disk else [(archives, to_fetch), (folder, unpacked)]:
         free = shutil.disk_usage(where).free
         if need > 0 and free < need:
             raise DownloadError(f"{where} has {free / 1e9:.1f} GB free but the download and extraction need about "
@@ -471,27 +462,24 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool 
         root: parent folder, e.g. :func:`helpers.config.data_dir`.
         progress: show tqdm progress bars.
         server: Dataverse server for file-id look-ups (tests point it at a local server).
-        archives: a folder that keeps the downloaded files after extraction, e.g. in Google Drive (the Colab
-            setup cell's ``USE_DRIVE``): a later call with an empty ``root`` (a new Colab runtime) extracts
-            from there without downloading again. None: ``<root>/<name>/archives``, emptied after extraction.
+        archives: a folder that keeps the downloads after extraction (Google Drive, with the Colab setup
+            cell's ``USE_DRIVE``), so a call with an empty ``root`` (a new runtime) unpacks without downloading.
+            None: ``<root>/<name>/archives``, whose archives are deleted once extracted (half the disk use).
 
     Returns:
         The dataset folder, in the layout :func:`helpers.layouts.discover_pairs` reads; files without a partner
-        (if the archives hold any) are moved to its ``unpaired/`` sub-folder. Verified archives are deleted after
-        extraction (halving the disk use) unless ``archives`` is given; a marker file ``.extracted-<file>``
-        remembers they were verified.
+        are moved to its ``unpaired/`` sub-folder; a marker ``.extracted-<file>`` remembers each verified file.
 
     Raises:
-        ValueError: unknown ``name``.
-        DownloadError: a download or an extraction failed (the message says what to do).
+        ValueError: unknown ``name``. DownloadError: a download or extraction failed (the message says what to do).
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(REGISTRY)}")
     folder = Path(root).expanduser() / name
     keep = archives is not None
     archives = Path(archives).expanduser() if keep else folder / "archives"
-    folder.mkdir(parents=True, exist_ok=True)
-    archives.mkdir(parents=True, exist_ok=True)
+    for made in (folder, archives):
+        made.mkdir(parents=True, exist_ok=True)
     todo = [r for r in REGISTRY[name] if not (folder / f".extracted-{r.filename}").is_file()]
     _check_disk(folder, archives, todo)
     for resource in todo:
@@ -499,18 +487,14 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool 
         archive = download_file(resource.url, archives / resource.filename, sha256=resource.sha256,
                                 md5=resource.md5, size=resource.size, progress=progress)
         if resource.extract_to is None:
-            if keep:
-                shutil.copyfile(archive, folder / resource.filename)
-            else:
-                os.replace(archive, folder / resource.filename)
+            (shutil.copyfile if keep else os.replace)(archive, folder / resource.filename)
         else:
             extract_into(archive, folder / resource.extract_to)
-            if not keep:
-                archive.unlink()
-        if not keep:
+        if not keep:  # a kept archive keeps its stamp too: the next runtime trusts it without re-hashing
+            archive.unlink(missing_ok=True)
             _stamp_path(archive).unlink(missing_ok=True)
         write_text_atomic(folder / f".extracted-{resource.filename}", json.dumps(
             {"url": resource.url, "sha256": resource.sha256, "md5": resource.md5, "size": resource.size}))
     if todo:
-        _set_aside_unpaired(folder, LAYOUT[name])
+        _set_aside_unpaired(folder, name)  # each dataset's name is its layout's
     return folder

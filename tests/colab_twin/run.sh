@@ -77,4 +77,17 @@ snapshot="$(cd "$repo" && git stash create 2>/dev/null || true)"
 (cd "$repo" && git push -q "$origin" "${snapshot:-HEAD}:refs/heads/main")
 
 cd "$twin"
-"$venv/bin/python" "$here/drive.py" --repo "$repo" --origin "file://$origin" --twin "$twin" --baseline "$venv/.baseline.json" "$@"
+rc=0
+"$venv/bin/python" "$here/drive.py" --repo "$repo" --origin "file://$origin" --twin "$twin" --baseline "$venv/.baseline.json" "$@" || rc=$?
+
+# The model tests on Colab's stack too (its huggingface_hub, timm, torch): smp's offline weight loading included.
+# pytest (Colab ships 8.4.2) and smp are added for this step only, then removed again.
+echo "colab twin: model and pretrained-weights tests on Colab's stack"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$here/colab-constraints.txt" pytest \
+    "$(cd "$repo" && "$venv/bin/python" -c 'import sys; sys.path.insert(0, "."); from helpers import colab; print(*colab.extra_requirements("."))')" \
+    2>&1 | grep -v "^WARNING: Location 'file:///opt/" || true
+(cd "$repo" && env -u SKINSEG_HOME SKINSEG_SMOKE=1 "$venv/bin/python" -m pytest -q -o addopts="" -p no:cacheprovider \
+    tests/test_pretrained_offline.py tests/test_models.py) || rc=1
+"$venv/bin/python" -c "import json, sys; sys.path.insert(0, '$here'); import drive
+drive.restore(sys.executable, json.load(open('$venv/.baseline.json')))"  # back to Colab's stack as shipped
+exit "$rc"
