@@ -46,7 +46,7 @@ TESTED_VERSIONS = {
     "torch": ("2.11", "2.15"),
     "torchvision": ("0.26", "0.30"),
     "albumentations": ("2.0", "2.1"),
-    "segmentation-models-pytorch": ("0.5", "0.7"),
+    "segmentation-models-pytorch": ("0.6", "0.7"),
 }
 
 SETUP_TEMPLATE = """{marker}: on Google Colab this installs what Colab lacks; locally it only imports.

@@ -84,14 +84,14 @@ def test_setup_cell_skips_install_when_helpers_present_on_colab(monkeypatch):
     assert calls == []
 
 
-def _checkout(tmp_path, smp_pin: str = "segmentation-models-pytorch>=0.5,<0.7"):
+def _checkout(tmp_path, smp_pin: str = "segmentation-models-pytorch>=0.6,<0.7"):
     (tmp_path / "pyproject.toml").write_text(
         f'[project]\nname = "x"\ndependencies = ["torch==2.14.1", "{smp_pin}", "numpy>=1.26"]\n')
     return tmp_path
 
 
 def test_extra_requirements_are_read_from_pyproject(tmp_path):
-    assert colab.extra_requirements(_checkout(tmp_path)) == ["segmentation-models-pytorch>=0.5,<0.7"]
+    assert colab.extra_requirements(_checkout(tmp_path)) == ["segmentation-models-pytorch>=0.6,<0.7"]
     assert colab.extra_requirements(config.repo_root()) == [
         d for d in __import__("tomllib").loads((config.repo_root() / "pyproject.toml").read_text())["project"][
             "dependencies"] if d.startswith("segmentation-models-pytorch")]
@@ -100,11 +100,11 @@ def test_extra_requirements_are_read_from_pyproject(tmp_path):
         colab.extra_requirements(tmp_path)
 
 
-@pytest.mark.parametrize("installed, missing", [(None, True), ("0.4.1", True), ("0.5.0", False), ("0.6.0", False),
+@pytest.mark.parametrize("installed, missing", [(None, True), ("0.4.1", True), ("0.5.0", True), ("0.6.0", False),
                                                 ("0.7.0", True)])
 def test_missing_requirements_checks_the_range(monkeypatch, installed, missing):
     monkeypatch.setattr(colab, "_installed_version", lambda name: installed)
-    req = ["segmentation-models-pytorch>=0.5,<0.7"]
+    req = ["segmentation-models-pytorch>=0.6,<0.7"]
     assert colab.missing_requirements(req) == (req if missing else [])
 
 
@@ -127,9 +127,9 @@ def test_install_missing_adds_only_what_is_missing_and_pins_everything_installed
     monkeypatch.setattr(colab, "_installed_version",
                         lambda name: None if name == "segmentation-models-pytorch" else real_version(name))
     calls = _record_pip(monkeypatch)
-    assert colab.install_missing(checkout) == ["segmentation-models-pytorch>=0.5,<0.7"]
+    assert colab.install_missing(checkout) == ["segmentation-models-pytorch>=0.6,<0.7"]
     (_, constraints), pip_smp, pip_pkg = calls
-    assert pip_smp[:4] == [sys.executable, "-m", "pip", "install"] and pip_smp[-1] == "segmentation-models-pytorch>=0.5,<0.7"
+    assert pip_smp[:4] == [sys.executable, "-m", "pip", "install"] and pip_smp[-1] == "segmentation-models-pytorch>=0.6,<0.7"
     import importlib.metadata
     pins = {line.lower() for line in constraints.splitlines()}
     for held in ("torch", "numpy", "ipywidgets"):  # installed packages cannot be upgraded or downgraded
@@ -139,7 +139,7 @@ def test_install_missing_adds_only_what_is_missing_and_pins_everything_installed
 
 
 def test_install_missing_installs_nothing_that_is_already_there(monkeypatch, tmp_path):
-    monkeypatch.setattr(colab, "_installed_version", lambda name: "0.5.0")
+    monkeypatch.setattr(colab, "_installed_version", lambda name: "0.6.0")
     calls = _record_pip(monkeypatch)
     assert colab.install_missing(_checkout(tmp_path), verbose=False) == []
     assert len(calls) == 1 and calls[0][-3:] == ["--no-deps", "-e", str(tmp_path)]
