@@ -41,11 +41,14 @@ def checkpoint(tmp_path_factory):
 class PixelModel(nn.Module):
     """A 1x1 convolution: every pixel's logit depends on that pixel only, so it is flip-equivariant."""
 
-    def __init__(self):
+    def __init__(self, seed: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(3, 1, 1)
-        torch.manual_seed(1)
-        nn.init.normal_(self.conv.weight)
+        # Weight and bias from a private generator: the same model whatever torch's global RNG went through.
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            nn.init.normal_(self.conv.weight, generator=generator)
+            nn.init.normal_(self.conv.bias, generator=generator)
 
     def forward(self, x):
         return self.conv(x)
@@ -74,7 +77,7 @@ def test_probabilities_come_back_at_the_image_size():
 def test_tta_leaves_a_flip_equivariant_model_unchanged():
     image = _random_image(40, 40, seed=2)
     plain = predict_probabilities(PixelModel(), image, 32)
-    tta = predict_probabilities(PixelModel(), image, 32, tta=True)
+    tta = predict_probabilities(PixelModel(), image, 32, tta=True)  # a second model: the same weights
     np.testing.assert_allclose(tta, plain, atol=1e-6)
 
 
