@@ -127,6 +127,32 @@ def test_build_parts_uses_the_resolved_layout(tmp_path, splits, monkeypatch):
         assert parts.channels_last is native and weight.is_contiguous(memory_format=expected)
 
 
+class LayoutProbe(torch.nn.Module):
+    """A 1x1 convolution that records whether each input batch it sees is in the NHWC memory layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        self.seen: list[bool] = []
+
+    def forward(self, x):
+        self.seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return self.conv(x)
+
+
+def test_input_batches_follow_the_channels_last_setting():
+    """train_one_epoch and validate convert each batch to NHWC exactly when channels_last is on."""
+    batch = {"image": torch.randn(2, 3, 8, 8), "mask": (torch.rand(2, 1, 8, 8) > 0.5).float()}
+    assert not batch["image"].is_contiguous(memory_format=torch.channels_last)  # the loader's NCHW layout
+    loss_fn, cpu = torch.nn.BCEWithLogitsLoss(), torch.device("cpu")
+    for channels_last in (True, False):
+        model = LayoutProbe()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        training.train_one_epoch(model, [batch], loss_fn, optimizer, device=cpu, channels_last=channels_last)
+        training.validate(model, [batch], loss_fn, device=cpu, channels_last=channels_last)
+        assert model.seen == [channels_last, channels_last], f"channels_last={channels_last}"
+
+
 def test_rng_state_round_trip():
     state = resume.rng_state()
     first = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
