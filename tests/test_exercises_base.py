@@ -1,6 +1,15 @@
 """The exercise machinery: a stub is reported, not raised; wrong answers still fail; solutions print."""
-import pytest
+import __future__
+import ast
+import inspect
+import re
 
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from helpers.colab import notebook_paths
 from helpers.exercises.base import STUB_MARKER, Exercises
 
 EX = Exercises("99")
@@ -56,5 +65,43 @@ def test_unknown_exercise_and_duplicate_solution():
         EX.solution(1)(double)
 
 
-def test_stub_marker_is_the_convention():
-    assert STUB_MARKER == "...  # your code here"
+def _stub_body(indent: str) -> str:
+    """What :data:`STUB_MARKER` says a stub's body is: the marker, then ``raise NotImplementedError``."""
+    return f"{indent}{STUB_MARKER}\n{indent}raise NotImplementedError"
+
+
+def test_a_stub_written_with_the_marker_is_reported_not_attempted(capsys):
+    namespace: dict = {}
+    exec(f"def double(x):\n{_stub_body('    ')}\n", namespace)  # the marker is a statement a stub can hold
+    assert check_double(namespace["double"]) is None
+    assert capsys.readouterr().out == "exercise 1 not attempted yet: write double(x) returning 2 * x\n"
+
+
+def _stub_functions(source: str) -> list[tuple[str, str | None]]:
+    """``(function, class or None)`` of every function and method in a cell that holds the stub body."""
+    found = []
+    for node in ast.parse(source).body:
+        methods = [(m, node.name) for m in node.body if isinstance(m, ast.FunctionDef)] \
+            if isinstance(node, ast.ClassDef) else [(node, None)] if isinstance(node, ast.FunctionDef) else []
+        found += [(fn.name, owner) for fn, owner in methods
+                  if isinstance(fn.body[-1], ast.Raise) and "NotImplementedError" in ast.unparse(fn.body[-1])]
+    return found
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name[:2])
+def test_every_notebook_stub_uses_the_marker_and_is_reported_not_attempted(path, capsys):
+    """Each exercise cell's stubs end with the marker then the raise, and a checker reports them unattempted."""
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if "exercise" in c.metadata.get("tags", [])]
+    assert cells, f"{path.name} has no cell tagged `exercise`"
+    for source in cells:
+        stubs = _stub_functions(source)
+        bodies = re.findall(rf"^(\s+){re.escape(STUB_MARKER)}\n\1raise NotImplementedError$", source, flags=re.M)
+        assert stubs and len(bodies) == len(stubs), f"{path.name}: a stub without `{_stub_body('')}`:\n{source}"
+        namespace = {"np": np, "torch": torch, "nn": torch.nn}
+        exec(compile(source, path.name, "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True), namespace)
+        for name, owner in stubs:
+            fn = getattr(namespace[owner], name) if owner else namespace[name]
+            arguments = [None] * len(inspect.signature(fn).parameters)
+            report = EX.checker(1, f"write {name}")(lambda fn=fn, arguments=arguments: fn(*arguments))
+            assert report() is None, f"{path.name}: {name} returned instead of raising NotImplementedError"
+            assert capsys.readouterr().out == f"exercise 1 not attempted yet: write {name}\n"
