@@ -18,9 +18,12 @@ say) unless ``overwrite=True``; the ground-truth folder beside the images is ref
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import itertools
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,56 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def _resolved(device: torch.device) -> torch.device:
+    """``device`` with its index filled in where one is implied (``cuda`` = the current GPU, ``mps`` = 0)."""
+    if device.index is not None or device.type not in ("cuda", "mps"):
+        return device
+    return torch.device(device.type, torch.cuda.current_device() if device.type == "cuda" else 0)
+
+
+def _is_on(model: nn.Module, device: torch.device) -> bool:
+    """Every parameter and buffer of ``model`` is on ``device`` (True for a model that has none)."""
+    target = _resolved(device)
+    return all(_resolved(t.device) == target for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _copy_to(model: nn.Module, device: torch.device) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and buffers are created directly on ``device``.
+
+    Each tensor is copied once, straight to ``device`` (no second copy on the model's own device, no
+    gradients); tied weights stay tied. The caller's model is not touched.
+    """
+    memo: dict[int, Any] = {}
+    for param in model.parameters():
+        memo[id(param)] = nn.Parameter(param.detach().to(device), requires_grad=param.requires_grad)
+    for buffer in model.buffers():
+        memo[id(buffer)] = buffer.detach().to(device)
+    return copy.deepcopy(model, memo)
+
+
+@contextlib.contextmanager
+def predicting(model: nn.Module, device: torch.device | str | None = None) -> Iterator[nn.Module]:
+    """``with predicting(model, device) as net:`` ``net`` is ``model`` in eval mode on ``device``.
+
+    The caller's model comes out exactly as it went in: the training flag of every sub-module is put back on
+    exit (also after an error), and the model never moves, changes dtype or memory format.
+
+    * ``device`` None or the model's own device: ``net`` is ``model`` itself, switched to eval mode for
+      the block; nothing is copied, so this costs nothing per batch.
+    * another device: ``net`` is a **copy** of the model on ``device`` (its weights copied once, straight
+      there). Callers that predict many batches on another device should enter this block once around all
+      of them (as :func:`helpers.reliability.flip_views` does), or move the model there themselves first.
+    """
+    device = torch.device(device) if device is not None else _model_device(model)
+    flags = [(module, module.training) for module in model.modules()]
+    net = model if _is_on(model, device) else _copy_to(model, device)
+    try:
+        yield net.eval()
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
 def _flips(tta: bool) -> list[tuple[int, ...]]:
     """Tensor dims to flip for each TTA view: identity, horizontal, vertical, both (identity only without TTA)."""
     return [(), (3,), (2,), (2, 3)] if tta else [()]
@@ -83,8 +136,12 @@ def predict_batch(model: nn.Module, images: Sequence[np.ndarray], img_size: int,
                   device: torch.device | str | None = None, batch_size: int | None = None) -> list[np.ndarray]:
     """Lesion probabilities for images of any sizes, ``batch_size`` images per forward pass.
 
+    The model runs in eval mode on ``device`` and is left exactly as it was (training flags, device, dtype,
+    memory format): see :func:`predicting`. A ``device`` other than the model's own costs one copy of the
+    weights per call: move the model there first when predicting many batches.
+
     Args:
-        model: a segmentation model returning ``(N, 1, S, S)`` logits (put in eval mode here).
+        model: a segmentation model returning ``(N, 1, S, S)`` logits.
         images: ``(H_i, W_i, 3) uint8`` RGB images (read files with :func:`helpers.io.read_image`).
         img_size: the square input size ``S`` the model was trained at.
         tta: average the probabilities of the image and its horizontal, vertical and double flips
@@ -107,11 +164,11 @@ def predict_batch(model: nn.Module, images: Sequence[np.ndarray], img_size: int,
     if not len(images):
         return []
     device = torch.device(device) if device is not None else _model_device(model)
-    model.eval().to(device)
     step = batch_size or len(images)
     results: list[np.ndarray] = []
-    for start in range(0, len(images), step):
-        results += _forward(model, images[start:start + step], img_size, tta, device)
+    with predicting(model, device) as net:
+        for start in range(0, len(images), step):
+            results += _forward(net, images[start:start + step], img_size, tta, device)
     return results
 
 

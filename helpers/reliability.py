@@ -321,12 +321,13 @@ def flip_views(model: nn.Module, images: Sequence[np.ndarray], img_size: int, *,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     images = list(images)
     views = [[] for _ in images]
-    for axes in FLIP_AXES:
-        flipped = [np.ascontiguousarray(np.flip(im, axes)) if axes else im for im in images]
-        for start in range(0, len(flipped), batch_size):
-            probs = predict.predict_batch(model, flipped[start:start + batch_size], img_size, device=device)
-            for k, prob in enumerate(probs, start):
-                views[k].append(np.flip(prob, axes) if axes else prob)
+    with predict.predicting(model, device) as net:  # on another device: one copy of the model, not one per batch
+        for axes in FLIP_AXES:
+            flipped = [np.ascontiguousarray(np.flip(im, axes)) if axes else im for im in images]
+            for start in range(0, len(flipped), batch_size):
+                probs = predict.predict_batch(net, flipped[start:start + batch_size], img_size, device=device)
+                for k, prob in enumerate(probs, start):
+                    views[k].append(np.flip(prob, axes) if axes else prob)
     return [np.stack(v).astype(np.float32) for v in views]
 
 

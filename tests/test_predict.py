@@ -1,5 +1,6 @@
 """Prediction: probabilities at the image's size, flip TTA, post-processing, ISIC mask files, the CLI,
 and the end-to-end check train -> predict -> official ISIC scorer == helpers.metrics."""
+import copy
 import json
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from helpers import data, metrics, models, synthetic
 from helpers.fit import fit
 from helpers.io import mask_name, read_image, read_mask, write_mask
 from helpers.predict import (MANIFEST, OVERLAY_DIR, list_images, main as predict_main, postprocess, predict_batch,
-                             predict_folder, predict_probabilities)
+                             predict_folder, predict_probabilities, predicting)
 from helpers.training import TrainConfig
 
 #: The file-name ending of every ISIC mask: ``<id>_segmentation.png``.
@@ -100,6 +101,52 @@ def test_batch_prediction_equals_one_by_one():
         np.testing.assert_allclose(prob, predict_probabilities(model, image, 32), atol=1e-5)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         predict_batch(model, [np.zeros((8, 8), np.uint8)], 32)
+
+
+def _model_state(model):
+    """Everything predicting may not change: each module's training flag, and each tensor's values, device,
+    dtype and memory layout."""
+    flags = [(name, m.training) for name, m in model.named_modules()]
+    tensors = {name: (t.detach().clone(), t.device, t.dtype, t.is_contiguous(memory_format=torch.channels_last))
+               for name, t in model.state_dict(keep_vars=True).items()}
+    return flags, tensors
+
+
+def _assert_same_state(before, after):
+    assert after[0] == before[0], "the training flags changed"
+    assert after[1].keys() == before[1].keys()
+    for name, (value, *rest) in before[1].items():
+        assert after[1][name][1:] == tuple(rest), f"{name}: device, dtype or memory format changed"
+        assert torch.equal(after[1][name][0], value), f"{name} changed"
+
+
+def test_predict_batch_leaves_the_callers_model_as_it_was():
+    """Predictions in eval mode; afterwards the model still trains, with its frozen BatchNorm still frozen."""
+    torch.manual_seed(0)
+    model = models.build_model("se_unet", base=4, dropout=0.2).to(memory_format=torch.channels_last)
+    model.train()
+    frozen = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    frozen.eval()  # a sub-module in eval mode inside a training model, as a frozen encoder would be
+    before, reference = _model_state(model), copy.deepcopy(model).eval()
+    images = [_random_image(30, 40, 3), _random_image(36, 36, 4)]
+    probs = predict_batch(model, images, 32, tta=True, batch_size=1)
+    _assert_same_state(before, _model_state(model))
+    assert model.training and not frozen.training
+    for prob, expected in zip(probs, predict_batch(reference, images, 32, tta=True)):
+        np.testing.assert_allclose(prob, expected, atol=1e-6)  # eval mode: no dropout, running statistics
+
+
+def test_predicting_on_another_device_uses_a_copy_and_restores_flags_after_an_error():
+    model = models.build_model("se_unet", base=4).train()
+    before = _model_state(model)
+    with predicting(model, "cpu") as net:  # the model's own device: the model itself, in eval mode
+        assert net is model and not model.training
+    with predicting(model, "meta") as net:  # another device: a copy there (meta: a device without data)
+        assert net is not model and not net.training
+        assert {t.device.type for t in net.state_dict().values()} == {"meta"}
+    with pytest.raises(RuntimeError, match="boom"), predicting(model):
+        raise RuntimeError("boom")
+    _assert_same_state(before, _model_state(model))
 
 
 def test_postprocess_keeps_the_largest_region_and_fills_its_holes():
