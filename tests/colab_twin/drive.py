@@ -172,8 +172,8 @@ def main() -> int:
     args = parser.parse_args()
     args.out = args.twin / "executed"
     args.out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(args.repo))  # helpers.colab only: the stdlib-only module that writes the setup cell
-    from helpers import colab
+    sys.path.insert(0, str(args.repo))  # stdlib-only modules: colab writes the setup cell, runfolder names files
+    from helpers import colab, runfolder
 
     canonical = colab.setup_cell_source()
     paths = sorted((args.repo / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -184,7 +184,8 @@ def main() -> int:
     gdrive.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKINSEG_") and k not in {"MPLBACKEND"}}
     env.update({"SKINSEG_SMOKE": "1", colab.COLAB_ROOT_ENV: str(args.twin / "content"),
-                "COLAB_TWIN_GDRIVE": str(gdrive), "IPYTHONDIR": str(args.twin / "ipython")})
+                "COLAB_TWIN_GDRIVE": str(gdrive), "IPYTHONDIR": str(args.twin / "ipython"),
+                "PYDEVD_DISABLE_FILE_VALIDATION": "1"})  # debugpy's frozen-modules note on the kernel's stderr
     env.pop("NO_ALBUMENTATIONS_UPDATE", None)  # the course must set it itself, as it must on Colab
     baseline = json.loads(args.baseline.read_text())
     print(f"Colab twin: python {sys.version.split()[0]}, torch {baseline.get('torch')}, torchvision "
@@ -192,7 +193,7 @@ def main() -> int:
           f"ipython {baseline.get('ipython')}, albumentations {baseline.get('albumentations')}; "
           f"segmentation-models-pytorch {baseline.get('segmentation-models-pytorch', 'absent')}", flush=True)
     reports, failed = [], False
-    run04_last = gdrive / "MyDrive" / colab.DRIVE_FOLDER / "runs" / "04_resnet_unet_aspp" / "last.pt"
+    run04_last = runfolder.last_path(gdrive / "MyDrive" / colab.DRIVE_FOLDER / "runs" / "04_resnet_unet_aspp")
     stamp_after_04 = None
     for path in paths:
         report = run_one(path, args, env, baseline, canonical)
