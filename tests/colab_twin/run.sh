@@ -70,11 +70,15 @@ sys.path.append("$fake")
 import google.colab  # Colab's kernel imports it at start
 PY
 
-# Snapshot the checkout, uncommitted changes included, as branch main of a local repository.
+# Snapshot the checkout as branch main of a local repository: what a commit of everything would hold (changes
+# and new files git does not ignore), through a throwaway index, so the checkout's own index is not touched.
 origin="$twin/origin.git"
 rm -rf "$origin" && git init -q --bare "$origin"
-snapshot="$(cd "$repo" && git stash create 2>/dev/null || true)"
-(cd "$repo" && git push -q "$origin" "${snapshot:-HEAD}:refs/heads/main")
+index="$twin/snapshot.index"
+rm -f "$index"
+(cd "$repo" && GIT_INDEX_FILE="$index" git read-tree HEAD && GIT_INDEX_FILE="$index" git add -A \
+    && tree="$(GIT_INDEX_FILE="$index" git write-tree)" \
+    && git push -q "$origin" "$(git commit-tree "$tree" -p HEAD -m "colab twin snapshot"):refs/heads/main")
 
 cd "$twin"
 rc=0
