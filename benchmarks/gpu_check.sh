@@ -454,6 +454,8 @@ cat > "$WORK/py/summary.py" <<'PYEOF'
 import csv, json, os, re, sys, xml.etree.ElementTree as ET
 from pathlib import Path
 
+from helpers.runfolder import history_path  # the run folder's file names (stdlib only: imports even here)
+
 work, mode, total_s, budget, data_dir, out = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 failed_steps = sys.argv[7].split()
 
@@ -514,7 +516,7 @@ def notebook(tag):
                                   if "could not be fetched" in nb_text else "loaded or not asked for")
     models = {}
     for model in ("resnet_unet_aspp", "se_unet"):
-        hist = work / f"home_{tag}" / "runs" / f"04_{model}" / "history.csv"
+        hist = history_path(work / f"home_{tag}" / "runs" / f"04_{model}")
         if not hist.exists():
             continue
         rows = list(csv.DictReader(hist.open()))
@@ -614,7 +616,9 @@ if [ -n "$OUT_DIR" ]; then
         [ -f "$WORK/executed_$tag/04_training.ipynb" ] && cp "$WORK/executed_$tag/04_training.ipynb" "$OUT_DIR/nb04_$tag.ipynb"
     done
     for m in resnet_unet_aspp se_unet; do
-        [ -f "$WORK/home_real/runs/04_$m/history.csv" ] && cp "$WORK/home_real/runs/04_$m/history.csv" "$OUT_DIR/history_real_$m.csv"
+        hist="$("$PY" -c 'import sys; from helpers.runfolder import history_path; print(history_path(sys.argv[1]))' \
+                "$WORK/home_real/runs/04_$m")"
+        [ -f "$hist" ] && cp "$hist" "$OUT_DIR/history_real_$m.csv"
     done
 fi
 exec 1>&3 2>&4 3>&- 4>&-

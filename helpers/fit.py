@@ -2,7 +2,7 @@
 
 :func:`fit` builds what :class:`helpers.training.TrainConfig` describes (:func:`build_loaders`,
 :func:`build_parts`), then runs :func:`helpers.training.train_one_epoch` and :func:`helpers.training.validate`
-once per epoch and keeps the run folder::
+once per epoch and keeps the run folder (its file names: :mod:`helpers.runfolder`)::
 
     <run_dir>/config.json   the TrainConfig, as JSON
     <run_dir>/history.csv   one row per finished epoch (HISTORY_COLUMNS)
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data, distributed, losses, models, runtime, training
+from . import data, distributed, losses, models, runfolder, runtime, training
 from .io import write_text_atomic
 from .layouts import Pair
 from .resume import ResumeError, RunState, check_resumable, restore_state, rng_state, save_state, split_fingerprint
@@ -114,8 +114,9 @@ def reseed_loader(loader: Any, seed: int) -> None:
 
 def _divergence_message(err: NonFiniteLossError, cfg: TrainConfig, run: RunState, run_dir: Path) -> str:
     """What went wrong, what was kept, and what to try, for a NaN/inf loss."""
-    kept = (f"best.pt (epoch {run.best_epoch}, val Dice {run.best_score:.4f}) and last.pt (epoch {run.epoch}) "
-            f"in {run_dir} were left as they were" if run.best_epoch else "no checkpoint was written")
+    kept = (f"{runfolder.BEST_FILE} (epoch {run.best_epoch}, val Dice {run.best_score:.4f}) and "
+            f"{runfolder.LAST_FILE} (epoch {run.epoch}) in {run_dir} were left as they were"
+            if run.best_epoch else "no checkpoint was written")
     clip = ("lower --grad-clip" if cfg.grad_clip is not None else "enable gradient clipping (--grad-clip 1.0)")
     return (f"{err}: training stopped; {kept}. Try: a lower learning rate (--lr {cfg.lr:g} -> {cfg.lr / 10:g}), "
             f"{clip}, amp='off' if mixed precision is on, and check the data "
@@ -255,24 +256,24 @@ def _start_or_resume(cfg: TrainConfig, parts: Parts, run_dir: Path, fingerprint:
 
     Every process restores last.pt when ``resuming``; only the main process writes files.
     """
-    last = run_dir / "last.pt"
+    last = runfolder.last_path(run_dir)
     if resuming:
         checkpoint = models.load_checkpoint(last)
         check_resumable(checkpoint, cfg, fingerprint, last, world_size=distributed.get_world_size())
         run = restore_state(checkpoint, parts.model, parts.optimizer, parts.scheduler, parts.scaler,
                             rank=distributed.get_rank())
         if distributed.is_main_process():  # drop rows of an epoch last.pt does not hold
-            write_history(run_dir / "history.csv", run.history)
+            write_history(runfolder.history_path(run_dir), run.history)
         return run
     if not distributed.is_main_process():
         return RunState()
-    stale = [p for p in (run_dir / "best.pt", last) if p.is_file()]
+    stale = [p for p in (runfolder.best_path(run_dir), last) if p.is_file()]
     if stale:  # a new run must not leave another run's checkpoints beside its history
         print(f"starting a new run in {run_dir}: replacing {', '.join(p.name for p in stale)} of the previous run")
         for path in stale:
             path.unlink()
-    cfg.save(run_dir / "config.json")
-    write_history(run_dir / "history.csv", [])
+    cfg.save(runfolder.config_path(run_dir))
+    write_history(runfolder.history_path(run_dir), [])
     return RunState()
 
 
@@ -328,9 +329,9 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,
 def _remove_unfinished_run(run_dir: Path) -> None:
     """After a failure before any epoch was saved, remove what a new run wrote (config.json, history.csv)
     and the run folder itself when that leaves it empty; a folder with a ``last.pt`` is kept (resumable)."""
-    if not run_dir.is_dir() or (run_dir / "last.pt").exists():
+    if not run_dir.is_dir() or runfolder.last_path(run_dir).exists():
         return
-    for name in ("config.json", "history.csv"):
+    for name in (runfolder.CONFIG_FILE, runfolder.HISTORY_FILE):
         (run_dir / name).unlink(missing_ok=True)
     if not any(run_dir.iterdir()):
         run_dir.rmdir()
@@ -342,7 +343,7 @@ def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[P
     run_dir = cfg.run_dir()
     main = distributed.is_main_process()
     runtime.seed_everything(cfg.seed + distributed.get_rank())   # DDP copies rank 0's initial weights
-    resuming = cfg.resume and (run_dir / "last.pt").is_file()   # decided before any process writes
+    resuming = cfg.resume and runfolder.last_path(run_dir).is_file()   # decided before any process writes
     with distributed.main_process_first():   # rank 0 generates data and caches; the others then reuse them
         splits = splits if splits is not None else data.course_splits(cfg.data, seed=cfg.seed)
         loaders = build_loaders(cfg, splits)
@@ -363,7 +364,7 @@ def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[P
             raise NonFiniteLossError(_divergence_message(err, cfg, run, run_dir)) from err
         except KeyboardInterrupt:
             if main:
-                print(f"\ninterrupted in epoch {epoch}; {run_dir / 'last.pt'} holds epoch {run.epoch}. "
+                print(f"\ninterrupted in epoch {epoch}; {runfolder.last_path(run_dir)} holds epoch {run.epoch}. "
                       "Run again with resume=True (or --resume) to continue." if run.epoch else
                       f"\ninterrupted in epoch {epoch}, before any epoch was saved.")
             raise
@@ -371,8 +372,8 @@ def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[P
         for cb in callbacks:
             cb("epoch_end", {"epoch": epoch, "row": dict(row), "run_dir": run_dir})
     distributed.barrier()   # rank 0's files are complete before any process returns their paths
-    return FitResult(history=history_frame(run.history), best_path=run_dir / "best.pt",
-                     last_path=run_dir / "last.pt", run_dir=run_dir, best_epoch=run.best_epoch,
+    return FitResult(history=history_frame(run.history), best_path=runfolder.best_path(run_dir),
+                     last_path=runfolder.last_path(run_dir), run_dir=run_dir, best_epoch=run.best_epoch,
                      best_score=run.best_score if run.best_epoch else float("nan"),
                      stopped_early=run.stopped_early)
 
@@ -390,7 +391,7 @@ def _finish_epoch(cfg: TrainConfig, parts: Parts, run: RunState, row: dict[str, 
     if row["val_dice"] > run.best_score:
         run.best_score, run.best_epoch, run.bad_epochs = row["val_dice"], run.epoch, 0
         if main:
-            models.save_checkpoint(run_dir / "best.pt", parts.model, kind="best", epoch=run.epoch,
+            models.save_checkpoint(runfolder.best_path(run_dir), parts.model, kind="best", epoch=run.epoch,
                                    scores=dict(row), config=cfg.to_dict())
     else:
         run.bad_epochs += 1
@@ -401,9 +402,9 @@ def _finish_epoch(cfg: TrainConfig, parts: Parts, run: RunState, row: dict[str, 
                   f"(best {run.best_score:.4f} at epoch {run.best_epoch})")
     rank_rng = distributed.all_gather_objects(rng_state())   # a collective: every process takes part
     if main:
-        save_state(run_dir / "last.pt", parts.model, parts.optimizer, parts.scheduler, parts.scaler,
+        save_state(runfolder.last_path(run_dir), parts.model, parts.optimizer, parts.scheduler, parts.scaler,
                    run, cfg, fingerprint, rank_rng=rank_rng)
-        write_history(run_dir / "history.csv", run.history)
+        write_history(runfolder.history_path(run_dir), run.history)
 
 
 def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,
@@ -418,7 +419,7 @@ def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | No
     Args and Returns: as :func:`fit` (``cfg.resume`` is ignored).
     """
     run_dir = cfg.run_dir()
-    last = run_dir / "last.pt"
+    last = runfolder.last_path(run_dir)
     resume = False
     if last.is_file():
         splits = splits if splits is not None else data.course_splits(cfg.data, seed=cfg.seed)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import config
+from .runfolder import HISTORY_FILE
 
 
 def save_figure(fig: plt.Figure, name: str, *, dpi: int = 110) -> Path:
@@ -144,7 +145,7 @@ def plot_history(histories, *, title: str | None = None, panel_size: float = 4.2
         missing = needed - set(hist.columns)
         if missing or len(hist) == 0:
             raise ValueError(f"history {name!r} is empty or lacks columns {sorted(missing)}: pass fit(...).history "
-                             "or pd.read_csv('<run>/history.csv')")
+                             f"or pd.read_csv('<run>/{HISTORY_FILE}')")
         color = f"C{k}"
         label = f"{name} " if name else ""
         ax_loss.plot(hist["epoch"], hist["train_loss"], "-o", ms=3, color=color, label=f"{label}train")

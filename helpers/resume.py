@@ -22,6 +22,7 @@ from torch import nn
 
 from . import models
 from .layouts import Pair
+from .runfolder import LAST_FILE
 from .training import TrainConfig
 
 #: TrainConfig fields that must match to resume a run (the others, e.g. workers or patience, may change).
@@ -124,7 +125,7 @@ def check_resumable(checkpoint: Mapping[str, Any], cfg: TrainConfig, fingerprint
             message names it).
     """
     if checkpoint.get("kind") != "last" or "optimizer" not in checkpoint:
-        raise ResumeError(f"{path} is not a resumable last.pt (no optimizer state): resume from a run folder "
+        raise ResumeError(f"{path} is not a resumable {LAST_FILE} (no optimizer state): resume from a run folder "
                           "written by helpers.fit.fit, or start a new run without resume")
     saved = checkpoint.get("config", {})
     current = cfg.to_dict()

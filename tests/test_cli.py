@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cli, models
+from helpers import cli, models, runfolder
 from helpers.evaluate import main as evaluate_main
 from helpers.io import mask_name, write_mask
 from helpers.predict import main as predict_main
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/confte
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    path = tmp_path_factory.mktemp("ckpt") / runfolder.BEST_FILE
     return models.save_checkpoint(path, models.build_model("se_unet", base=4), config={"img_size": 32})
 
 

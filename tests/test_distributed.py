@@ -23,7 +23,7 @@ import pytest
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from helpers import data, distributed, losses, models, synthetic, training
+from helpers import data, distributed, losses, models, runfolder, synthetic, training
 from helpers.fit import HISTORY_COLUMNS, ResumeError, fit
 from helpers.train import build_parser, config_from_args
 from helpers.training import TrainConfig
@@ -105,8 +105,8 @@ def ddp(tmp_path_factory):
     driver = base / "driver.py"
     driver.write_text(DRIVER)
     torchrun([str(driver), str(base), *recipe_args(root, base / "interrupted", 2)], home)
-    interrupted = {"history": pd.read_csv(base / "interrupted" / "history.csv"),
-                   "last": models.load_checkpoint(base / "interrupted" / "last.pt")}
+    interrupted = {"history": pd.read_csv(base / "interrupted" / runfolder.HISTORY_FILE),
+                   "last": models.load_checkpoint(base / "interrupted" / runfolder.LAST_FILE)}
     resumed = torchrun(["-m", "helpers.train", *recipe_args(root, base / "interrupted", 2), "--resume"], home)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -125,13 +125,13 @@ def ddp(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ end to end
 def test_torchrun_writes_one_run_folder_from_rank_0(ddp):
     run = ddp["base"] / "ddp"
-    assert {"history.csv", "best.pt", "last.pt", "config.json"} == {p.name for p in run.iterdir()}
-    hist = pd.read_csv(run / "history.csv")
+    assert set(runfolder.RUN_FILES) == {p.name for p in run.iterdir()}
+    hist = pd.read_csv(run / runfolder.HISTORY_FILE)
     assert list(hist.columns) == list(HISTORY_COLUMNS) and hist["epoch"].tolist() == [1, 2]
     assert np.isfinite(hist.drop(columns="epoch").to_numpy()).all()
     out = ddp["full"].stdout
     assert out.count("run folder:") == 1 and "trained by 2 processes" in out   # only rank 0 reports
-    last = models.load_checkpoint(run / "last.pt")
+    last = models.load_checkpoint(run / runfolder.LAST_FILE)
     assert last["world_size"] == WORLD and len(last["rank_rng"]) == WORLD
     # course_splits carves the test split out of train/, leaving 85 images: each process gets ceil(85 / 2) = 43
     # (DistributedSampler repeats one), 22 batches of 2, as many steps as one process with batches of 4.
@@ -139,21 +139,21 @@ def test_torchrun_writes_one_run_folder_from_rank_0(ddp):
     assert n_train == 85 and last["scheduler"]["last_epoch"] == 2 * 22
     assert ddp["single"].history["epoch"].tolist() == [1, 2]
     assert models.load_checkpoint(ddp["single"].last_path)["scheduler"]["last_epoch"] == 2 * 22
-    assert TrainConfig.load(run / "config.json").batch_size == 2
+    assert TrainConfig.load(run / runfolder.CONFIG_FILE).batch_size == 2
 
 
 def test_best_checkpoint_loads_and_its_val_dice_counts_each_image_once(ddp):
     """history's val Dice (sums reduced over 2 shards of 8 + 7 images) = best.pt scored on all 15 at once."""
     run = ddp["base"] / "ddp"
-    best = models.load_checkpoint(run / "best.pt")
-    model = models.load_model(run / "best.pt", expected_name="se_unet")
+    best = models.load_checkpoint(run / runfolder.BEST_FILE)
+    model = models.load_model(run / runfolder.BEST_FILE, expected_name="se_unet")
     assert not any(k.startswith("module.") for k in best["state_dict"])       # saved unwrapped
     val_pairs = data.discover_pairs(ddp["root"] / "val")
     loader = data.make_loaders({"val": val_pairs}, 32, 15, num_workers=0, cache=False)["val"]
     cpu = torch.device("cpu")
     amp_dtype = training.resolve_amp(best["config"]["amp"], cpu)   # the precision the run validated in
     scores = training.validate(model, loader, losses.build_loss("bce+dice"), device=cpu, amp_dtype=amp_dtype)
-    row = pd.read_csv(run / "history.csv").set_index("epoch").loc[best["epoch"]]
+    row = pd.read_csv(run / runfolder.HISTORY_FILE).set_index("epoch").loc[best["epoch"]]
     for key in ("val_dice", "val_jaccard", "val_threshold_jaccard", "val_loss"):
         assert row[key] == pytest.approx(scores[key], abs=1e-5), key
 
@@ -166,7 +166,7 @@ def test_val_dice_matches_the_single_process_run_within_noise(ddp):
     0.11. A DDP bug (no gradient averaging, every rank on all data, duplicated or lost val images, a wrong
     reduction) shows as a run that learns nothing or scores far apart.
     """
-    ddp_dice = pd.read_csv(ddp["base"] / "ddp" / "history.csv")["val_dice"].iloc[-1]
+    ddp_dice = pd.read_csv(ddp["base"] / "ddp" / runfolder.HISTORY_FILE)["val_dice"].iloc[-1]
     single_dice = ddp["single"].history["val_dice"].iloc[-1]
     assert single_dice > 0.5 and ddp_dice > 0.5, (single_dice, ddp_dice)     # both learned the lesions
     assert abs(ddp_dice - single_dice) < 0.15, (single_dice, ddp_dice)
@@ -188,19 +188,19 @@ def test_resume_under_torchrun_matches_the_uninterrupted_run(ddp):
     assert interrupted["history"]["epoch"].tolist() == [1] and interrupted["last"]["epoch"] == 1
     assert "epochs: 2 | last val Dice" in ddp["resumed"].stdout
     run = ddp["base"] / "interrupted"
-    resumed, full = pd.read_csv(run / "history.csv"), pd.read_csv(ddp["base"] / "ddp" / "history.csv")
+    resumed, full = pd.read_csv(run / runfolder.HISTORY_FILE), pd.read_csv(ddp["base"] / "ddp" / runfolder.HISTORY_FILE)
     assert resumed["epoch"].tolist() == [1, 2]
     cols = ["lr", "train_loss", "val_loss", "val_dice"]
     np.testing.assert_allclose(resumed[cols].to_numpy(), full[cols].to_numpy(), rtol=1e-6)
     # Same data order, augmentations, per-rank dropout RNG and optimiser state -> the same weights (CPU).
-    a = models.load_checkpoint(run / "last.pt")["state_dict"]
-    b = models.load_checkpoint(ddp["base"] / "ddp" / "last.pt")["state_dict"]
+    a = models.load_checkpoint(run / runfolder.LAST_FILE)["state_dict"]
+    b = models.load_checkpoint(ddp["base"] / "ddp" / runfolder.LAST_FILE)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
 def test_a_two_process_run_refuses_to_resume_in_one_process(ddp, monkeypatch):
     monkeypatch.setenv("SKINSEG_HOME", str(ddp["home"]))
-    cfg = TrainConfig.load(ddp["base"] / "ddp" / "config.json")
+    cfg = TrainConfig.load(ddp["base"] / "ddp" / runfolder.CONFIG_FILE)
     cfg.resume = True
     with pytest.raises(ResumeError, match=r"2 process\(es\) but this run has 1.*--nproc_per_node 2"):
         fit(cfg, progress=False)

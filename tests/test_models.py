@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import segmentation_models_pytorch as smp
+from helpers import runfolder
 from helpers.models import (
     ASPP,
     MODEL_NAMES,
@@ -143,9 +144,9 @@ def test_checkpoint_round_trip_gives_identical_outputs(name, tmp_path):
     model.eval()
     with torch.no_grad():
         expected = model(x)
-    path = save_checkpoint(tmp_path / "run" / "best.pt", model, epoch=3, optimizer=opt.state_dict(),
+    path = save_checkpoint(tmp_path / "run" / runfolder.BEST_FILE, model, epoch=3, optimizer=opt.state_dict(),
                            config={"lr": 1e-3, "size": [64, 64]})
-    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == [runfolder.BEST_FILE]  # no temporary file left behind
     loaded = load_model(path, expected_name=name)
     assert not loaded.training and loaded.model_name == name and loaded.model_kwargs == TINY[name]
     with torch.no_grad():
@@ -214,7 +215,7 @@ def test_save_checkpoint_refuses_unsafe_extras_and_foreign_models(tmp_path):
 
 
 def test_save_checkpoint_is_atomic(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "last.pt", tiny("se_unet"), epoch=1)
+    path = save_checkpoint(tmp_path / runfolder.LAST_FILE, tiny("se_unet"), epoch=1)
 
     def crash(obj, f, *args, **kwargs):
         with open(f, "wb") as fh:
@@ -225,7 +226,7 @@ def test_save_checkpoint_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, tiny("se_unet"), epoch=2)
     assert load_checkpoint(path)["epoch"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert [p.name for p in tmp_path.iterdir()] == [runfolder.LAST_FILE]
 
 
 def test_build_model_argument_errors():

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, losses, models, resume, runtime, synthetic, training
+from helpers import data, losses, models, resume, runfolder, runtime, synthetic, training
 from helpers.fit import HISTORY_COLUMNS, ResumeError, build_loaders, build_parts, fit, train_or_load
 from helpers.train import main as train_main
 from helpers.training import NonFiniteLossError, TrainConfig
@@ -170,8 +170,8 @@ def finished_run(tmp_path_factory, splits):
 def test_fit_writes_history_best_and_last(finished_run):
     result = finished_run
     run = result.run_dir
-    assert {"history.csv", "best.pt", "last.pt", "config.json"} <= {p.name for p in run.iterdir()}
-    hist = pd.read_csv(run / "history.csv")
+    assert set(runfolder.RUN_FILES) <= {p.name for p in run.iterdir()}
+    hist = pd.read_csv(run / runfolder.HISTORY_FILE)
     assert list(hist.columns) == list(HISTORY_COLUMNS)
     assert hist["epoch"].tolist() == [1, 2]
     pd.testing.assert_frame_equal(hist, result.history, check_dtype=False)
@@ -180,7 +180,7 @@ def test_fit_writes_history_best_and_last(finished_run):
     assert hist["lr"].iloc[1] < hist["lr"].iloc[0]                  # cosine decay
     assert result.best_epoch == int(hist["val_dice"].idxmax()) + 1
     assert result.best_score == pytest.approx(hist["val_dice"].max())
-    assert json.loads((run / "config.json").read_text())["model_kwargs"] == {"base": 4, "dropout": 0.1}
+    assert json.loads((run / runfolder.CONFIG_FILE).read_text())["model_kwargs"] == {"base": 4, "dropout": 0.1}
 
 
 def test_best_checkpoint_loads_and_last_holds_the_resumable_state(finished_run):
@@ -206,12 +206,12 @@ def test_resume_after_interruption_matches_the_uninterrupted_run(tmp_path, split
     cfg = tiny_config(tmp_path / "interrupted")
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, splits=splits, progress=False, callbacks=[_stop_in_epoch(2, 1)])
-    assert pd.read_csv(cfg.run_dir() / "history.csv")["epoch"].tolist() == [1]
-    assert models.load_checkpoint(cfg.run_dir() / "last.pt")["epoch"] == 1
+    assert pd.read_csv(cfg.run_dir() / runfolder.HISTORY_FILE)["epoch"].tolist() == [1]
+    assert models.load_checkpoint(cfg.run_dir() / runfolder.LAST_FILE)["epoch"] == 1
 
     resumed = fit(tiny_config(tmp_path / "interrupted", resume=True), splits=splits, progress=False)
     assert resumed.history["epoch"].tolist() == [1, 2]             # no duplicate, none missing
-    assert pd.read_csv(resumed.run_dir / "history.csv")["epoch"].tolist() == [1, 2]
+    assert pd.read_csv(resumed.run_dir / runfolder.HISTORY_FILE)["epoch"].tolist() == [1, 2]
     # Deterministic on the CPU: the same data order, augmentations, RNG and optimiser state -> same weights.
     full = models.load_checkpoint(finished_run.last_path)["state_dict"]
     again = models.load_checkpoint(resumed.last_path)["state_dict"]
@@ -221,7 +221,7 @@ def test_resume_after_interruption_matches_the_uninterrupted_run(tmp_path, split
 
 
 def test_resuming_a_finished_run_trains_nothing(splits, finished_run):
-    cfg = TrainConfig.load(finished_run.run_dir / "config.json")
+    cfg = TrainConfig.load(finished_run.run_dir / runfolder.CONFIG_FILE)
     cfg.resume = True
     calls = []
     result = fit(cfg, splits=splits, progress=False, callbacks=[lambda event, info: calls.append(event)])
@@ -229,7 +229,7 @@ def test_resuming_a_finished_run_trains_nothing(splits, finished_run):
 
 
 def test_train_or_load_reuses_a_finished_run_and_retrains_another_recipe(splits, finished_run, capsys):
-    cfg = TrainConfig.load(finished_run.run_dir / "config.json")
+    cfg = TrainConfig.load(finished_run.run_dir / runfolder.CONFIG_FILE)
     calls = []
     same = train_or_load(cfg, splits=splits, progress=False, callbacks=[lambda e, i: calls.append(e)])
     assert calls == [] and same.best_epoch == finished_run.best_epoch
@@ -251,12 +251,12 @@ def test_a_fresh_run_removes_the_previous_runs_checkpoints(tmp_path, splits, mon
     monkeypatch.setattr(losses, "build_loss", lambda name: NaNLoss())
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
         fit(cfg, splits=splits, progress=False)
-    assert "replacing best.pt, last.pt" in capsys.readouterr().out
-    assert not (cfg.run_dir() / "best.pt").exists() and not (cfg.run_dir() / "last.pt").exists()
+    assert f"replacing {runfolder.BEST_FILE}, {runfolder.LAST_FILE}" in capsys.readouterr().out
+    assert not (cfg.run_dir() / runfolder.BEST_FILE).exists() and not (cfg.run_dir() / runfolder.LAST_FILE).exists()
 
 
 def test_resume_refuses_a_different_recipe_naming_the_field(splits, finished_run):
-    cfg = TrainConfig.load(finished_run.run_dir / "config.json")
+    cfg = TrainConfig.load(finished_run.run_dir / runfolder.CONFIG_FILE)
     cfg.resume, cfg.lr = True, 0.01
     with pytest.raises(ResumeError, match="lr=0.003.*lr=0.01"):
         fit(cfg, splits=splits, progress=False)
@@ -285,9 +285,9 @@ def test_nan_loss_stops_with_advice_and_keeps_best(tmp_path, splits, monkeypatch
     cfg = tiny_config(tmp_path / "nan")
     with pytest.raises(NonFiniteLossError, match=r"(?s)nan at epoch 2.*lower learning rate.*grad-clip"):
         fit(cfg, splits=splits, progress=False)
-    best = models.load_checkpoint(cfg.run_dir() / "best.pt")
-    assert best["epoch"] == 1 and models.load_checkpoint(cfg.run_dir() / "last.pt")["epoch"] == 1
-    assert pd.read_csv(cfg.run_dir() / "history.csv")["epoch"].tolist() == [1]
+    best = models.load_checkpoint(cfg.run_dir() / runfolder.BEST_FILE)
+    assert best["epoch"] == 1 and models.load_checkpoint(cfg.run_dir() / runfolder.LAST_FILE)["epoch"] == 1
+    assert pd.read_csv(cfg.run_dir() / runfolder.HISTORY_FILE)["epoch"].tolist() == [1]
 
 
 def test_early_stopping_ends_the_run(tmp_path, splits, monkeypatch):
@@ -377,10 +377,10 @@ def test_cli_trains_in_process(tmp_path, tiny_root, capsys):
                        "--no-pretrained", "--seed", "1", "--loss", "bce", "--grad-clip", "1.0"])
     assert code == 0
     assert "best checkpoint" in capsys.readouterr().out
-    cfg = TrainConfig.load(out / "config.json")
+    cfg = TrainConfig.load(out / runfolder.CONFIG_FILE)
     assert (cfg.loss, cfg.grad_clip, cfg.seed, cfg.epochs, cfg.data) == ("bce", 1.0, 1, 1, str(tiny_root))
     assert cfg.model_kwargs == {"base": 4} and not cfg.pretrained
-    assert len(pd.read_csv(out / "history.csv")) == 1
+    assert len(pd.read_csv(out / runfolder.HISTORY_FILE)) == 1
     for bad in (["--epochs", "0"], ["--model-kwargs", "base=4"]):
         with pytest.raises(SystemExit):
             train_main([*bad, "--out", str(out)])

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
+from ..runfolder import BEST_FILE
 from ..training import lr_factor
 from .base import Exercises
 
@@ -212,7 +213,7 @@ def check_early_stop(fn: Callable[[Sequence[float], int], tuple[int, int]]) -> N
         if best_epoch == expected[0] - 1 or last_epoch == expected[1] - 1:
             raise AssertionError(f"{where}: epochs are numbered from 1, not 0")
         if best_epoch != expected[0]:
-            raise AssertionError(f"{where}: best.pt keeps the first epoch with the highest Dice (a tie does not "
+            raise AssertionError(f"{where}: {BEST_FILE} keeps the first epoch with the highest Dice (a tie does not "
                                  "replace it)")
         raise AssertionError(f"{where}: count epochs without a strictly better Dice since the best one; stop at the "
                              "epoch where that count reaches patience (or run to the end)")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
+from ..runfolder import BEST_FILE, CHECKPOINT_FILES, LAST_FILE
 from .factory import SegmentationNet, build_model
 
 CHECKPOINT_FORMAT = "skinseg-checkpoint/1"
@@ -123,10 +124,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """
     path = Path(path)
     if path.is_dir():
-        inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
-        hint = (f"pass {path / inside[0]}" + (" (the best validation Dice) or last.pt (the last epoch)"
+        inside = [name for name in CHECKPOINT_FILES if (path / name).is_file()]
+        hint = (f"pass {path / inside[0]}" + (f" (the best validation Dice) or {LAST_FILE} (the last epoch)"
                                               if len(inside) > 1 else "")
-                if inside else "pass the .pt file of a run folder, e.g. runs/<model>/best.pt")
+                if inside else f"pass the .pt file of a run folder, e.g. runs/<model>/{BEST_FILE}")
         raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file: {hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path, or train a model first "
