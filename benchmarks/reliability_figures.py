@@ -64,12 +64,12 @@ def predict_all(net, images):
 ids, images, truths = load(splits["test"])
 views = reliability.flip_views(net, images, img, batch_size=16)
 probs = [v[0] for v in views]
-per = pd.DataFrame([metrics.image_scores(q > 0.5, t) for q, t in zip(probs, truths)], index=ids)
+per = pd.DataFrame([metrics.image_scores(q > metrics.DEFAULT_THRESHOLD, t) for q, t in zip(probs, truths)], index=ids)
 out = {"n_test": len(ids)}
 for m in ("dice", "threshold_jaccard"):
     ci = reliability.bootstrap_ci(per[m], n_boot=a.n_boot, seed=0)
     out[m] = [round(ci.estimate, 4), round(ci.low, 4), round(ci.high, 4), round(ci.width, 4)]
-per["hd95"] = [metrics.hausdorff95(q > 0.5, t) for q, t in zip(probs, truths)]
+per["hd95"] = [metrics.hausdorff95(q > metrics.DEFAULT_THRESHOLD, t) for q, t in zip(probs, truths)]
 out["hd95_median"] = round(float(per.hd95.median()), 1)
 out["spearman_dice_hd95"] = round(reliability.spearman(per.dice, per.hd95)[0], 3)
 vids, vimages, vtruths = load(splits["val"])
@@ -79,7 +79,7 @@ cal = [reliability.apply_temperature(q, T) for q in probs]
 out["T"] = round(T, 3)
 out["ece_before"] = round(reliability.expected_calibration_error(probs, truths), 4)
 out["ece_after"] = round(reliability.expected_calibration_error(cal, truths), 4)
-grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+grid = np.array(metrics.THRESHOLD_GRID)
 vcal = [reliability.apply_temperature(q, T) for q in vprobs]
 md = lambda ps, t: float(np.mean([metrics.image_scores(q > t, m)["dice"] for q, m in zip(ps, vtruths)]))
 raw_curve = [md(vprobs, t) for t in grid]; cal_curve = [md(vcal, t) for t in grid]
@@ -127,7 +127,8 @@ if a.shift:
             pairs = parts["test"] if dom == "source" else [q for s in parts.values() for q in s]
             _, ims, trs = load(pairs)
             pr = [q for i in range(0, len(ims), 16) for q in predict.predict_batch(snet, ims[i:i + 16], a.img_size)]
-            res[(name, dom)] = pd.Series([metrics.image_scores(q > 0.5, t)["dice"] for q, t in zip(pr, trs)])
+            res[(name, dom)] = pd.Series([metrics.image_scores(q > metrics.DEFAULT_THRESHOLD, t)["dice"]
+                                          for q, t in zip(pr, trs)])
     table = pd.DataFrame({k: vars(reliability.bootstrap_ci(v, n_boot=a.n_boot, seed=0)) for k, v in res.items()}).T
     print(table.drop(columns="level").astype(float).round(3).to_string())
     for dom in TARGETS:

@@ -46,6 +46,12 @@ COUNT_NAMES: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 JACCARD_THRESHOLD = 0.65
 #: The ignore label of :func:`pixel_confusion_matrix` and :func:`pixel_classification_report`.
 IGNORE_LABEL = -1
+#: THE probability threshold: a pixel is lesion when ``sigmoid(logit) > DEFAULT_THRESHOLD``. The default of every
+#: function and command line that thresholds probabilities (validation, prediction, ``--threshold``).
+DEFAULT_THRESHOLD = 0.5
+#: The thresholds a threshold search tries, 0.05, 0.10, ..., 0.95 (notebooks 05 and 06, exercise 2 of 05);
+#: it holds :data:`DEFAULT_THRESHOLD` exactly, so a curve over it can be read at the default.
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 _CLASS_NAMES = {IGNORE_LABEL: "ignore (-1)", 0: "background (0)", 1: "lesion (1)"}
 
@@ -59,8 +65,9 @@ def binarize(array: np.ndarray, threshold: float | None = None) -> np.ndarray:
     Args:
         array: ``(H, W)`` (any shape) bool, integer or float array.
         threshold: pixels strictly above it are True. None picks it from the values: bool arrays are
-            returned as they are; arrays whose maximum is at most 1 (0/1 masks, probabilities) use 0.5;
-            arrays up to 255 (0/255 PNG masks) use 128, the official ISIC scorer's rule.
+            returned as they are; arrays whose maximum is at most 1 (0/1 masks, probabilities) use
+            :data:`DEFAULT_THRESHOLD` (0.5); arrays up to 255 (0/255 PNG masks) use 128, the official ISIC
+            scorer's rule.
 
     Returns:
         A new bool array of the same shape.
@@ -86,7 +93,7 @@ def binarize(array: np.ndarray, threshold: float | None = None) -> np.ndarray:
     if high > 255:
         raise ValueError(f"mask values go up to {high}: expected 0/1, 0/255 or probabilities; "
                          "pass an explicit threshold")
-    return arr > (0.5 if high <= 1 else MASK_THRESHOLD)
+    return arr > (DEFAULT_THRESHOLD if high <= 1 else MASK_THRESHOLD)
 
 
 def _as_bool(mask: np.ndarray, name: str) -> np.ndarray:
@@ -359,7 +366,7 @@ def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def batch_counts(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5,
+def batch_counts(logits: torch.Tensor, target: torch.Tensor, threshold: float = DEFAULT_THRESHOLD,
                  ignore_index: float | None = None) -> dict[str, torch.Tensor]:
     """Per-image confusion counts of thresholded predictions.
 
@@ -397,7 +404,7 @@ def batch_counts(logits: torch.Tensor, target: torch.Tensor, threshold: float = 
 
 
 @torch.no_grad()
-def batch_scores(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5,
+def batch_scores(logits: torch.Tensor, target: torch.Tensor, threshold: float = DEFAULT_THRESHOLD,
                  ignore_index: float | None = None) -> dict[str, torch.Tensor]:
     """Per-image :data:`METRIC_NAMES` scores of a batch, for validation during training.
 

@@ -344,7 +344,7 @@ def _finite_everywhere(value: float, synchronise: bool) -> bool:
 @torch.no_grad()
 def validate(model: nn.Module, loader: Any, loss_fn: nn.Module, *, device: torch.device,
              amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-             threshold: float = 0.5, all_ranks: bool = False) -> dict[str, float]:
+             threshold: float = metrics.DEFAULT_THRESHOLD, all_ranks: bool = False) -> dict[str, float]:
     """Validation loss and ISIC scores, macro-averaged over the images of ``loader``.
 
     Sums of per-image values and the image count are accumulated, then divided: with ``all_ranks`` the sums

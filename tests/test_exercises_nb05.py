@@ -96,7 +96,7 @@ def _answer(t, d=None):
 
 def test_best_threshold_reference_and_check(capsys):
     probs, truths = _val_set()
-    t, best = nb05.best_threshold(probs, truths, nb05.DEFAULT_THRESHOLDS)
+    t, best = nb05.best_threshold(probs, truths, metrics.THRESHOLD_GRID)
     assert 0.6 < t < 0.85 and 0.7 < best < 0.95 and best > nb05.mean_dice_at(probs, truths, 0.5) + 0.1
     nb05.check_best_threshold(nb05.best_threshold, probs, truths)
     assert "passed" in capsys.readouterr().out

@@ -455,3 +455,11 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     (tmp_path / "p").mkdir()
     assert evaluate.main(["--truth", str(tmp_path / "t"), "--pred", str(tmp_path / "p")]) == 2
     assert "error: no *_segmentation.png masks" in capsys.readouterr().err
+
+
+def test_threshold_grid_holds_the_default_threshold():
+    """Notebook 05 reads its threshold curve at THRESHOLD: the grid must hold the default exactly, in order."""
+    grid = metrics.THRESHOLD_GRID
+    assert metrics.DEFAULT_THRESHOLD in grid and list(grid) == sorted(set(grid)) and 0 < grid[0] < grid[-1] < 1
+    probs = np.array([[0.2, metrics.DEFAULT_THRESHOLD, 0.7]])
+    np.testing.assert_array_equal(metrics.binarize(probs), probs > metrics.DEFAULT_THRESHOLD)  # > , not >=

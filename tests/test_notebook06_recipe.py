@@ -14,7 +14,7 @@ def _parameters(notebook: str, profile: str, monkeypatch) -> dict:
     monkeypatch.setenv(config.PROFILE_ENV, profile)
     monkeypatch.setenv("SKINSEG_SMOKE", "1" if profile == "smoke" else "0")
     namespace: dict = {}
-    exec("from helpers import config, profiles\n" + cell.source, namespace)
+    exec("from helpers import config, metrics, profiles\n" + cell.source, namespace)
     return {name: namespace[name] for name in RECIPE}
 
 

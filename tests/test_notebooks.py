@@ -145,7 +145,7 @@ def _parameter_values(number: str, profile: str, monkeypatch) -> dict:
     cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
     monkeypatch.setenv(config.PROFILE_ENV, profile)
     namespace: dict = {}
-    exec("from pathlib import Path\nfrom helpers import config, profiles\n" + cell.source, namespace)
+    exec("from pathlib import Path\nfrom helpers import config, metrics, profiles\n" + cell.source, namespace)
     return namespace
 
 

@@ -15,7 +15,8 @@ reference solution; conventions: :mod:`helpers.exercises.base`):
     (threshold, mean_dice)``: ``probabilities`` are ``(H, W)`` float maps in [0, 1] (one per validation image),
     ``truths`` the matching masks; a pixel is lesion when ``probability > threshold``. The threshold must
     reach the highest macro-mean Dice (mean over images of the per-image Dice) on the grid ``thresholds``
-    (default 0.05, 0.10, ..., 0.95); ties are accepted. ``mean_dice`` must be that threshold's mean Dice.
+    (default ``helpers.metrics.THRESHOLD_GRID``: 0.05, 0.10, ..., 0.95); ties are accepted. ``mean_dice``
+    must be that threshold's mean Dice.
 
 ``check_tversky_loss(loss_factory)``
     Exercise 3, "add a Tversky loss". ``loss_factory(alpha=..., beta=...)`` returns a callable
@@ -40,9 +41,6 @@ from .base import Exercises
 
 EXERCISES = Exercises("05")
 show_solution = EXERCISES.show_solution
-
-#: The threshold grid of exercise 2 when the notebook gives none.
-DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -167,13 +165,13 @@ def check_best_threshold(fn: Callable[..., tuple[float, float]], probabilities: 
         fn: the learner's function.
         probabilities: ``(H, W)`` probability maps, one per image.
         truths: matching boolean / 0-1 / 0-255 masks.
-        thresholds: the grid the notebook asks to search (default :data:`DEFAULT_THRESHOLDS`).
+        thresholds: the grid the notebook asks to search (default :data:`helpers.metrics.THRESHOLD_GRID`).
 
     Raises:
         AssertionError: with a hint when the threshold scores below the best grid threshold, or the mean Dice
             is not its macro-mean Dice.
     """
-    grid = tuple(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
+    grid = tuple(metrics.THRESHOLD_GRID if thresholds is None else thresholds)
     answer = fn(list(probabilities), list(truths), list(grid))
     assert answer is not None, "your function returns None: end it with `return threshold, mean_dice`"
     assert isinstance(answer, (tuple, list)) and len(answer) == 2, (
