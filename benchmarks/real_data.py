@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose TTA / post-processing / threshold on val, apply the best to the held-out split")
     p.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (all models)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: helpers.data's)")
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None, help="default: best available")
+    p.add_argument("--device", choices=runtime.DEVICE_CHOICES, default=None, help="default: best available")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthetic-n", type=int, default=SYNTHETIC_DEFAULT["n"], help="pairs of the synthetic set")
     p.add_argument("--synthetic-size", type=int, default=SYNTHETIC_DEFAULT["size"], help="its image width")
@@ -419,7 +419,7 @@ def best_settings(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The row with the best val thresholded Jaccard; ties go to the simpler setting (no TTA, no
     post-processing, threshold nearest 0.5)."""
     return dict(min(rows, key=lambda r: (-r["val_threshold_jaccard"], r["tta"], r["postprocess"],
-                                         abs(r["threshold"] - 0.5))))
+                                         abs(r["threshold"] - metrics.DEFAULT_THRESHOLD))))
 
 
 def select_on_val(checkpoint: Path, val: Sequence[layouts.Pair], img_size: int, device: torch.device
@@ -578,8 +578,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recipe = trained.trained_as == "recipe"
         tta, clean = (args.tta, args.postprocess) if recipe else (False, False)
         common = dict(img_size=args.img_size, budget_s=args.budget_minutes * 60)
-        rows.append(evaluate_model(trained, name, heldout, out, device, tta=tta, postprocess=clean, threshold=0.5,
-                                   settings=settings_label(tta, clean, 0.5), **common))
+        rows.append(evaluate_model(trained, name, heldout, out, device, tta=tta, postprocess=clean,
+                                   threshold=metrics.DEFAULT_THRESHOLD,
+                                   settings=settings_label(tta, clean, metrics.DEFAULT_THRESHOLD), **common))
         if recipe and args.select_on_val:
             best, grid = select_on_val(trained.checkpoint, splits["val"], args.img_size, device)
             selections[name] = {"best": best, "grid": grid}
@@ -591,7 +592,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratios, ratio_note = _ratios(rows)
     by_reference = {r["model"]: _ratios(rows, r["model"])[0] for r in rows if r["trained_as"] == "reference"}
     first = next((m for m in args.models if m not in REFERENCE_AMP), None)
-    default_label = settings_label(args.tta, args.postprocess, 0.5)
+    default_label = settings_label(args.tta, args.postprocess, metrics.DEFAULT_THRESHOLD)
     official = next((r["official_note"] for r in rows), None)
     return {"benchmark": "real_data", "data": dataset.description, "synthetic": dataset.synthetic,
             "test_split": args.test, "n_train": len(splits["train"]), "n_val": len(splits["val"]),

@@ -29,7 +29,7 @@ from typing import Any
 
 import _common
 import real_data
-from helpers import config, losses, runtime
+from helpers import config, losses, metrics, runtime
 
 TABLE_COLUMNS = [("config", "config"), ("img_size", "img"), ("loss", "loss"), ("augment", "aug"),
                  ("epochs", "epochs"), ("train_seconds", "train s"), ("best_val_dice", "val Dice (fit)"),
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--probe-steps", type=int, default=3)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None)
+    p.add_argument("--device", choices=runtime.DEVICE_CHOICES, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthetic-n", type=int, default=real_data.SYNTHETIC_DEFAULT["n"])
     p.add_argument("--synthetic-size", type=int, default=real_data.SYNTHETIC_DEFAULT["size"])
@@ -131,7 +131,8 @@ def search_one(cfg: SearchConfig, args: argparse.Namespace, splits: Mapping[str,
     trained = real_data.train_model(args.model, train_args, splits, device,
                                     out / cfg.label.replace(":", "_").replace("+", "-"))
     best, grid = real_data.select_on_val(trained.checkpoint, splits["val"], cfg.img_size, device)
-    plain = next(r for r in grid if not r["tta"] and not r["postprocess"] and r["threshold"] == 0.5)
+    plain = next(r for r in grid if not r["tta"] and not r["postprocess"]
+                 and r["threshold"] == metrics.DEFAULT_THRESHOLD)
     budget_s = args.budget_minutes * 60
     return {"config": cfg.label, "img_size": cfg.img_size, "loss": cfg.loss, "augment": cfg.augment,
             "epochs": trained.epochs, "train_seconds": trained.train_seconds, "budget_seconds": budget_s,

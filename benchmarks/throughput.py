@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="bce+dice", help="helpers.losses.build_loss name (the recipe's)")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader workers; default: what helpers.data chooses for this machine")
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None, help="default: best available")
+    p.add_argument("--device", choices=runtime.DEVICE_CHOICES, default=None, help="default: best available")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on the CPU, auto on CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both sides)")

@@ -34,11 +34,12 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from . import layouts, models, plots, transforms
+from . import layouts, models, plots, runfolder, transforms
 from .cli import OutputPathError, check_output_path, fail
 from .io import (IMAGE_EXTENSIONS, MASK_EXTENSION, MASK_SUFFIX, DatasetError, atomic_write, listing, mask_name,
                  read_image, write_mask, write_text_atomic)
-from .runtime import select_device
+from .metrics import DEFAULT_THRESHOLD
+from .runtime import DEVICE_CHOICES, select_device
 
 #: Sub-folder of the output folder that holds the overlays (kept apart so the mask folder stays scorable).
 OVERLAY_DIR = "overlays"
@@ -184,7 +185,7 @@ def predict_probabilities(model: nn.Module, image: np.ndarray, img_size: int, *,
         device: where to run; None = the model's device.
 
     Returns:
-        ``(H, W) float32`` in [0, 1]; threshold at 0.5 for a mask.
+        ``(H, W) float32`` in [0, 1]; threshold at :data:`helpers.metrics.DEFAULT_THRESHOLD` for a mask.
     """
     return predict_batch(model, [image], img_size, tta=tta, device=device)[0]
 
@@ -374,7 +375,7 @@ def _write_outputs(image: np.ndarray, prob: np.ndarray, image_id: str, out_dir: 
 
 def predict_folder(checkpoint: str | Path, images_dir: str | Path | Sequence[str | Path], out_dir: str | Path, *,
                    img_size: int | None = None, tta: bool = False, postprocess: bool = False,
-                   threshold: float = 0.5, overlays: bool = False, batch_size: int = 8,
+                   threshold: float = DEFAULT_THRESHOLD, overlays: bool = False, batch_size: int = 8,
                    device: torch.device | str | None = None, overwrite: bool = False) -> list[Path]:
     """Predict every image of a folder and write ISIC-format masks.
 
@@ -427,17 +428,18 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path | Sequence[str
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``python -m helpers.predict``."""
     p = argparse.ArgumentParser(prog="python -m helpers.predict", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help=f"{runfolder.BEST_FILE} or {runfolder.LAST_FILE} of a training run")
     p.add_argument("--images", type=Path, required=True,
                    help="folder of images, an ISIC folder with images/, or one image file")
     p.add_argument("--out", type=Path, required=True, help="folder for <id>_segmentation.png masks")
     p.add_argument("--img-size", type=int, default=None, help="default: the size the checkpoint was trained at")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (4 views)")
     p.add_argument("--postprocess", action="store_true", help="largest component only, holes filled")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="probability threshold")
     p.add_argument("--overlays", action="store_true", help="also write overlays/<id>_overlay.jpg")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", choices=["cuda", "mps", "cpu"], default=None, help="default: best available")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default=None, help="default: best available")
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace masks in --out that helpers.predict did not write (no {MANIFEST} lists them)")
     return p

@@ -12,29 +12,38 @@ import numpy as np
 import torch
 
 
+#: The device types :func:`select_device` accepts, in the order it tries them when none is named; every
+#: ``--device`` option (``choices=DEVICE_CHOICES``, default None = the first available) uses this list.
+DEVICE_CHOICES: tuple[str, ...] = ("cuda", "mps", "cpu")
+
+
+def _available(device_type: str) -> bool:
+    """Whether this machine has a device of type ``device_type`` (one of :data:`DEVICE_CHOICES`)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available()
+    if device_type == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return device_type == "cpu"
+
+
 def select_device(prefer: str | None = None) -> torch.device:
     """The device to train and predict on.
 
     Args:
-        prefer: ``"cuda"``, ``"mps"`` or ``"cpu"`` to force one; None picks CUDA, then Apple MPS, then CPU.
+        prefer: one of :data:`DEVICE_CHOICES` (``"cuda"``, ``"mps"``, ``"cpu"``) to force one; None picks
+            the first available of them: CUDA, then Apple MPS, then CPU.
 
     Raises:
         RuntimeError: ``prefer`` names a device this machine does not have.
     """
     if prefer is not None:
         prefer = prefer.lower()
-        available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                     "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-        if prefer not in available:
-            raise RuntimeError(f"unknown device {prefer!r}: use cuda, mps or cpu")
-        if not available[prefer]:
+        if prefer not in DEVICE_CHOICES:
+            raise RuntimeError(f"unknown device {prefer!r}: use one of {', '.join(DEVICE_CHOICES)}")
+        if not _available(prefer):
             raise RuntimeError(f"device {prefer!r} is not available here: drop --device to pick one automatically")
         return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device(next(choice for choice in DEVICE_CHOICES if _available(choice)))
 
 
 #: :func:`torch.cpu.get_capabilities` flags of x86 CPUs that compute in bfloat16 natively.

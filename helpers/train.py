@@ -23,10 +23,11 @@ import json
 import sys
 from pathlib import Path
 
-from . import distributed, models
+from . import distributed, models, runfolder
 from .cli import OutputPathError, check_output_path, fail
 from .fit import ResumeError, fit
 from .io import DatasetError
+from .runtime import DEVICE_CHOICES
 from .training import NonFiniteLossError, TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -71,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (off if not given)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: chosen for this machine)")
-    p.add_argument("--device", choices=["cuda", "mps", "cpu"], default=None, help="default: best available")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default=None, help="default: best available")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
+    p.add_argument("--resume", action="store_true", help=f"continue from <out>/{runfolder.LAST_FILE} if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
               f"best val Dice {result.best_score:.4f} at epoch {result.best_epoch}"
               + (" (stopped early)" if result.stopped_early else ""))
     print(f"best checkpoint: {result.best_path}\nresumable state: {result.last_path}\n"
-          f"history: {result.run_dir / 'history.csv'}")
+          f"history: {runfolder.history_path(result.run_dir)}")
     return 0
 
 

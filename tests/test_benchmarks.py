@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import io, layouts, metrics, synthetic
+from helpers import io, layouts, metrics, runfolder, synthetic
 from helpers.data import course_splits
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -82,10 +82,10 @@ def test_real_data_main_on_synthetic_set(bench, tmp_path: Path) -> None:
         assert result["ratio_note"]
     else:
         assert result["ratio"] == pytest.approx(plain["threshold_jaccard"] / reference["threshold_jaccard"])
-    assert (tmp_path / "work" / "se_unet" / "best.pt").is_file()
+    assert (tmp_path / "work" / "se_unet" / runfolder.BEST_FILE).is_file()
     assert (tmp_path / "work" / "reference" / "final.pt").is_file()
     assert (result["recipe_loss"], result["recipe_augment"]) == ("bce+dice", True)
-    saved = json.loads((tmp_path / "work" / "se_unet" / "config.json").read_text())
+    saved = json.loads((tmp_path / "work" / "se_unet" / runfolder.CONFIG_FILE).read_text())
     assert (saved["loss"], saved["augment"], saved["img_size"]) == ("bce+dice", True, 64)
 
 
@@ -95,7 +95,7 @@ def test_real_data_passes_loss_and_augmentation_to_the_recipe(bench, tmp_path: P
         "--budget-minutes", "0.01", "--probe-steps", "1", "--models", "se_unet", "--loss", "dice", "--no-augment",
         "--model-kwargs", TINY_KWARGS, "--out", str(tmp_path / "work"), "--json", str(tmp_path / "r.json")])
     assert status == 0
-    saved = json.loads((tmp_path / "work" / "se_unet" / "config.json").read_text())
+    saved = json.loads((tmp_path / "work" / "se_unet" / runfolder.CONFIG_FILE).read_text())
     assert (saved["loss"], saved["augment"]) == ("dice", False)
     result = json.loads((tmp_path / "r.json").read_text())
     assert (result["recipe_loss"], result["recipe_augment"]) == ("dice", False)
@@ -227,7 +227,7 @@ def test_recipe_search_scores_on_val_and_never_reads_the_heldout_split(bench, tm
         assert row["epochs"] >= 1 and row["train_seconds"] > 0
         assert row["val_threshold_jaccard"] == max(g["val_threshold_jaccard"] for g in row["grid"])
         assert 0.0 <= row["val_threshold_jaccard_plain"] <= row["val_threshold_jaccard"] <= 1.0
-    saved = json.loads((tmp_path / "work" / "64_dice_noaug" / "se_unet" / "config.json").read_text())
+    saved = json.loads((tmp_path / "work" / "64_dice_noaug" / "se_unet" / runfolder.CONFIG_FILE).read_text())
     assert (saved["loss"], saved["augment"]) == ("dice", False)
     # the held-out split exists (the same split real_data.py scores) but no file of it was ever decoded
     splits = course_splits(synthetic.ensure_synthetic(12, 64, seed=0), seed=0)
@@ -305,3 +305,15 @@ def test_take_step_times_and_shown_paths(bench, tmp_path: Path, monkeypatch: pyt
     assert bench.common.shown_path("relative/dir") == "relative/dir"
     assert bench.common.shown_path(Path.home() / "data") == "~/data"
     assert bench.common.shown_path("/opt/somewhere/data/isic") == ".../data/isic"
+
+
+def test_every_device_option_offers_select_devices_choices(bench) -> None:
+    """The --device of every command line and select_device accept the same list: runtime.DEVICE_CHOICES."""
+    from helpers import predict, runtime, train
+    parsers = [train.build_parser(), predict.build_parser(), bench.real_data.build_parser(),
+               bench.recipe_search.build_parser(), bench.throughput.build_parser()]
+    for parser in parsers:
+        assert tuple(parser._option_string_actions["--device"].choices) == runtime.DEVICE_CHOICES, parser.prog
+    assert runtime.select_device("CPU").type == "cpu"
+    with pytest.raises(RuntimeError, match="use one of " + ", ".join(runtime.DEVICE_CHOICES)):
+        runtime.select_device("tpu")

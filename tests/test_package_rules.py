@@ -1,15 +1,20 @@
 """The layout rules of issue 10, checked on the source: no import cycle among ``helpers`` modules (function-level
 imports included), no module using another module's private (``_x``) name, no file over 500 lines, each naming
-constant defined once (in ``helpers/io.py``), each module's docstring naming the notebook that introduces it.
+constant defined once (in ``helpers/io.py``), each module's docstring naming the notebook that introduces it;
+the run folder's file names written only in ``helpers/runfolder.py`` (issue 20).
 """
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
+from helpers import runfolder
+
 PACKAGE = Path(__file__).resolve().parents[1] / "helpers"
+BENCHMARKS = PACKAGE.parent / "benchmarks"
 MAX_LINES = 500
 NAMING_CONSTANTS = ("MASK_SUFFIX", "MASK_EXTENSION", "IMAGE_EXTENSIONS")
 
@@ -100,3 +105,52 @@ def test_naming_constants_are_defined_once_in_io():
 def test_data_side_docstrings_name_their_notebook(name):
     doc = ast.get_docstring(ast.parse(MODULES[name].read_text(encoding="utf-8"))) or ""
     assert "notebook 0" in doc, f"{name}: say which notebook introduces it"
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """``(line, text)`` of every string constant in the file's code (f-string parts included, docstrings not)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+#: Strings that hold a run-folder name but mean another file: smp-hub's ``config.json`` of an encoder.
+OTHER_FILES_OF_THE_SAME_NAME = {("helpers/models/pretrained.py", "config.json")}
+
+
+def test_run_folder_file_names_are_written_only_in_runfolder():
+    """Code in helpers/ and benchmarks/ names best.pt, last.pt, history.csv, config.json via helpers.runfolder."""
+    name = re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in runfolder.RUN_FILES) + r")\b")
+    root = PACKAGE.parent
+    files = [p for p in sorted(PACKAGE.rglob("*.py")) + sorted(BENCHMARKS.glob("*.py")) if p.name != "runfolder.py"]
+    found = [(str(p.relative_to(root)), line, text) for p in files for line, text in _code_strings(p)
+             if name.search(text) and (str(p.relative_to(root)), text) not in OTHER_FILES_OF_THE_SAME_NAME]
+    assert not found, "use helpers.runfolder's constants or path helpers: " + "; ".join(
+        f"{path}:{line} {text!r}" for path, line, text in found)
+
+
+def _literal_threshold_defaults(path: Path) -> list[int]:
+    """Lines where a ``threshold`` parameter or a ``--threshold`` option defaults to a number literal."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args.posonlyargs + node.args.args
+            pairs = list(zip(args[len(args) - len(node.args.defaults):], node.args.defaults))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None]
+            lines += [d.lineno for a, d in pairs if a.arg == "threshold" and isinstance(d, ast.Constant)
+                      and isinstance(d.value, float)]
+        elif isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == "--threshold"
+                                                for a in node.args):
+            lines += [k.value.lineno for k in node.keywords if k.arg == "default" and isinstance(k.value, ast.Constant)]
+    return lines
+
+
+def test_threshold_defaults_are_metrics_default_threshold():
+    """Every threshold default is ``helpers.metrics.DEFAULT_THRESHOLD``, the one place the 0.5 is written."""
+    root = PACKAGE.parent
+    found = {str(p.relative_to(root)): lines for p in sorted(PACKAGE.rglob("*.py")) + sorted(BENCHMARKS.glob("*.py"))
+             if (lines := _literal_threshold_defaults(p))}
+    assert found == {}, "default to helpers.metrics.DEFAULT_THRESHOLD"

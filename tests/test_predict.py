@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import data, metrics, models, synthetic
+from helpers import data, metrics, models, runfolder, synthetic
 from helpers.fit import fit
 from helpers.io import mask_name, read_image, read_mask, write_mask
 from helpers.predict import (MANIFEST, OVERLAY_DIR, list_images, main as predict_main, postprocess, predict_batch,
@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory):
     """An untrained SE-U-Net checkpoint that records img_size 32, like fit's best.pt."""
     torch.manual_seed(0)
     model = models.build_model("se_unet", base=4)
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    path = tmp_path_factory.mktemp("ckpt") / runfolder.BEST_FILE
     return models.save_checkpoint(path, model, config={"img_size": 32})
 
 
