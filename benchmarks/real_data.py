@@ -9,18 +9,19 @@ For each model in ``--models``:
 
 * a :func:`helpers.models.build_model` name is trained on ``train`` with the course recipe
   (:func:`helpers.fit.fit`); ``best.pt`` (best validation Dice) is the model kept;
-* ``reference`` is the plain baseline: the same smp U-Net with a ResNet34 encoder (``smp_unet``), built by
-  :func:`helpers.fit.build_parts` from :data:`REFERENCE_RECIPE` (Adam, i.e. AdamW without weight decay, at a
-  constant lr 1e-3, BCE only, no augmentation) and trained by the short loop in :func:`reference_epoch` (no
-  schedule, no validation), same image size, batch, train split and time budget; its final weights,
+* ``reference`` is the plain baseline (``_reference.py``): the same smp U-Net with a ResNet34 encoder
+  (``smp_unet``), built by :func:`helpers.fit.build_parts` from ``_reference.reference_config`` (Adam, i.e.
+  AdamW without weight decay, at a constant lr 1e-3, BCE only, no augmentation) and trained by the short loop
+  of ``_reference.reference_epoch`` (no schedule, no validation), same image size, batch, train split and
+  time budget; its final weights,
   threshold 0.5. It trains in float32, as a user would write it; ``reference_bf16`` is the same loop under
   bf16 autocast, so a recipe trained in bf16 (``amp="auto"`` on a CPU with native bf16) can also be compared
   at equal precision. ``ratio``/``ratios`` are against the first reference in ``--models``;
   ``ratios_by_reference`` holds them against each.
 
-``--budget-minutes`` is the training wall time per model: a probe times a few steps (plus, for the recipe,
-a validation pass and the two checkpoint writes of an epoch) and the epoch count is the number of epochs
-that fits, at least one. The held-out split named by ``--test`` (``holdout``/``test``: the same split) is
+``--budget-minutes`` is the training wall time per model: a probe (``_reference.py``) times a few steps (plus,
+for the recipe, a validation pass and the two checkpoint writes of an epoch) and the epoch count is the number
+of epochs that fits, at least one. The held-out split named by ``--test`` (``holdout``/``test``: the same split) is
 predicted with :func:`helpers.predict.predict_folder` at each image's own size and scored with
 :func:`helpers.metrics.evaluate_folders` and, when its ids are ISIC ids, the official
 ``isic-challenge-scoring``. ``--select-on-val`` also compares TTA x post-processing x threshold on the
@@ -35,32 +36,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import math
 import os
 import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import _common
+import _reference
 from helpers import config, data, fit, io, layouts, losses, metrics, models, predict, runtime, synthetic, training
 from helpers.train import json_object_arg
 
-REFERENCE = "reference"
-#: The plain reference's names in ``--models`` and the autocast each trains with: ``reference`` is float32, as
-#: a user would write it; ``reference_bf16`` the same loop under bf16 autocast, to compare precisions fairly.
-REFERENCE_AMP: dict[str, str] = {REFERENCE: "off", "reference_bf16": "bf16"}
-#: What ``reference`` builds: smp's U-Net with its default ResNet34 encoder.
-REFERENCE_MODEL = "smp_unet"
-DEFAULT_MODELS = ("resnet_unet_aspp", REFERENCE)
+DEFAULT_MODELS = ("resnet_unet_aspp", _reference.REFERENCE)
 #: Held-out split names ``--test`` accepts (course_splits calls a holdout/ folder "test").
 TEST_NAMES = ("holdout", "test")
 #: Thresholds compared by ``--select-on-val``.
@@ -199,164 +193,6 @@ def materialize_split(pairs: Sequence[layouts.Pair], folder: Path) -> Path:
     return folder
 
 
-# --------------------------------------------------------------------------------------------------- the probe
-@dataclass
-class Probe:
-    """Timings of a few training steps, used to fit the epoch count into the budget (seconds).
-
-    Attributes:
-        first_batch_s: loader start-up plus the first step (paid once per epoch: workers restart).
-        step_s: median time of the following steps.
-        val_s: one validation pass (0 for the reference, which does not validate).
-        save_s: writing the epoch's checkpoints (best.pt and last.pt for the recipe).
-        steps_per_epoch: batches per epoch.
-    """
-
-    first_batch_s: float
-    step_s: float
-    val_s: float
-    save_s: float
-    steps_per_epoch: int
-
-    @property
-    def epoch_s(self) -> float:
-        """Estimated seconds per epoch."""
-        return self.first_batch_s + max(0, self.steps_per_epoch - 1) * self.step_s + self.val_s + self.save_s
-
-    def epochs_for(self, budget_s: float) -> int:
-        """Whole epochs that fit in ``budget_s`` seconds; at least 1."""
-        return max(1, math.floor(budget_s / self.epoch_s))
-
-
-def _timed_steps(run: Callable[[Callable[[], None]], None], device: torch.device) -> tuple[float, float]:
-    """Run a training loop whose ``on_step`` hook we pass; return ``(first_batch_s, median later step_s)``."""
-    stamps: list[float] = []
-
-    def on_step() -> None:
-        _common.synchronize(device)
-        stamps.append(time.perf_counter())
-
-    start = time.perf_counter()
-    run(on_step)
-    steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return stamps[0] - start, float(np.median(steps)) if steps else stamps[0] - start
-
-
-def _save_seconds(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> float:
-    """Seconds to write a weights-only checkpoint and a weights + optimiser one (best.pt and last.pt)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    models.save_checkpoint(folder / "probe-best.pt", model)
-    models.save_checkpoint(folder / "probe-last.pt", model, optimizer=optimizer.state_dict())
-    seconds = time.perf_counter() - start
-    for name in ("probe-best.pt", "probe-last.pt"):
-        (folder / name).unlink(missing_ok=True)
-    return seconds
-
-
-def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[layouts.Pair]], device: torch.device,
-                 steps: int) -> Probe:
-    """Time ``steps + 1`` training steps, a validation pass (from 2 batches) and the checkpoint writes of ``cfg``.
-
-    Uses :func:`helpers.training.train_one_epoch` and :func:`helpers.training.validate` on the loaders and
-    parts :func:`helpers.fit.fit` builds (:func:`helpers.fit.build_loaders`, :func:`helpers.fit.build_parts`;
-    this also builds the preprocessing cache fit then reuses).
-    """
-    parts = fit.build_parts(cfg, fit.build_loaders(cfg, splits), device)
-    loaders = parts.loaders
-    n = min(steps + 1, len(loaders["train"]))
-
-    def run(on_step: Callable[[], None]) -> None:
-        training.train_one_epoch(parts.net, _common.take(loaders["train"], n), parts.loss_fn, parts.optimizer,
-                                 parts.scheduler, device=device, amp_dtype=parts.amp_dtype, scaler=parts.scaler,
-                                 grad_clip=cfg.grad_clip, channels_last=parts.channels_last,
-                                 callbacks=[lambda event, info: on_step()])
-
-    first, step = _timed_steps(run, device)
-    k = min(2, len(loaders["val"]))
-    start = time.perf_counter()
-    training.validate(parts.model, _common.take(loaders["val"], k), parts.loss_fn, device=device,
-                      amp_dtype=parts.amp_dtype, channels_last=parts.channels_last)
-    val_s = (time.perf_counter() - start) / k * len(loaders["val"])
-    save_s = _save_seconds(parts.model, parts.optimizer, cfg.run_dir())
-    return Probe(first, step, val_s, save_s, len(loaders["train"]))
-
-
-# ------------------------------------------------------------------------------------------- the plain reference
-def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, device: torch.device, on_step: Callable[[], None] | None = None,
-                    amp_dtype: torch.dtype | None = None) -> float:
-    """One epoch of the plain loop: forward, BCE, backward, optimiser step (no schedule, no clipping).
-
-    ``amp_dtype`` None is float32; ``torch.bfloat16`` runs forward and loss under autocast (no scaler needed).
-    Returns the mean loss per batch.
-    """
-    model.train()
-    total, count = 0.0, 0
-    for batch in batches:
-        images, masks = batch["image"].to(device), batch["mask"].to(device).float()
-        with training.autocast(device, amp_dtype):
-            logits = model(images)
-        loss = loss_fn(logits.float(), masks)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total, count = total + float(loss.detach()), count + 1
-        if on_step is not None:
-            on_step()
-    return total / max(1, count)
-
-
-def reference_config(img_size: int, batch_size: int, seed: int, workers: int | None, pretrained: bool,
-                     kwargs: Mapping[str, Any], amp: str = "off") -> training.TrainConfig:
-    """The plain reference as a TrainConfig: ``smp_unet``, Adam (AdamW without weight decay) at a constant lr
-    1e-3 (no warm-up, a cosine that ends where it starts), BCE, no augmentation, float32 (``amp="off"``, or
-    ``"bf16"`` for :data:`REFERENCE_AMP`'s bf16 variant), default layout."""
-    return training.TrainConfig(model=REFERENCE_MODEL, model_kwargs=dict(kwargs), pretrained=pretrained,
-                                img_size=img_size, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup=0.0,
-                                min_lr_ratio=1.0, loss="bce", augment=False, amp=amp, channels_last=False,
-                                seed=seed, num_workers=workers)
-
-
-def _reference_parts(train: Sequence[layouts.Pair], img_size: int, batch_size: int, device: torch.device,
-                     seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any],
-                     amp: str = "off") -> fit.Parts:
-    """Train loader (resize + normalise only), model, optimiser and BCE of the reference, by build_parts."""
-    runtime.seed_everything(seed)
-    cfg = reference_config(img_size, batch_size, seed, workers, pretrained, kwargs, amp)
-    loaders = data.make_loaders({"train": train}, img_size, batch_size, augment=False, num_workers=workers,
-                                seed=seed, persistent_workers=False)
-    return fit.build_parts(cfg, loaders, device)
-
-
-def probe_reference(train: Sequence[layouts.Pair], img_size: int, batch_size: int, device: torch.device, seed: int,
-                    workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], steps: int,
-                    amp: str = "off") -> Probe:
-    """Time ``steps + 1`` steps of :func:`reference_epoch` (no validation; one checkpoint write at the end)."""
-    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs, amp)
-    loader = parts.loaders["train"]
-    n = min(steps + 1, len(loader))
-    first, step = _timed_steps(
-        lambda on_step: reference_epoch(parts.model, _common.take(loader, n), parts.optimizer, parts.loss_fn,
-                                        device, on_step, parts.amp_dtype),
-        device)
-    return Probe(first, step, 0.0, 0.0, len(loader))
-
-
-def train_reference(train: Sequence[layouts.Pair], img_size: int, batch_size: int, epochs: int, device: torch.device,
-                    seed: int, workers: int | None, pretrained: bool, kwargs: Mapping[str, Any], out: Path,
-                    amp: str = "off") -> Path:
-    """Train the plain reference for ``epochs`` epochs; save its final weights to ``out/final.pt`` and return it."""
-    parts = _reference_parts(train, img_size, batch_size, device, seed, workers, pretrained, kwargs, amp)
-    for epoch in range(1, epochs + 1):
-        loss = reference_epoch(parts.model, parts.loaders["train"], parts.optimizer, parts.loss_fn, device,
-                               amp_dtype=parts.amp_dtype)
-        _common.eprint(f"  reference epoch {epoch}/{epochs}: train BCE {loss:.4f}")
-    return models.save_checkpoint(out / "final.pt", parts.model, kind="reference", epoch=epochs,
-                                  config={"img_size": img_size, "batch_size": batch_size, "lr": 1e-3,
-                                          "loss": "bce", "optimizer": "adam (adamw, weight_decay 0)", "augment": False,
-                                          "epochs": epochs, "amp": amp})
-
 
 # ----------------------------------------------------------------------------------------------------- scoring
 def official_threshold_jaccard(truth_dir: Path, pred_dir: Path) -> tuple[float | None, str]:
@@ -440,7 +276,7 @@ class Trained:
     trained_as: str
     epochs: int
     train_seconds: float
-    probe: Probe
+    probe: _reference.Probe
     probe_seconds: float
     best_epoch: int | None = None
     val_dice: float | None = None
@@ -456,7 +292,7 @@ def _epoch_printer(epochs: int) -> training.Callback:
     return callback
 
 
-def _announce(name: str, probe: Probe, epochs: int, budget_s: float) -> None:
+def _announce(name: str, probe: _reference.Probe, epochs: int, budget_s: float) -> None:
     """Say on stderr how many epochs the probe allows, and warn when even one epoch overruns the budget."""
     _common.eprint(f"{name}: ~{probe.epoch_s:.1f} s/epoch -> {epochs} epoch(s) in {budget_s:.0f} s")
     if probe.epoch_s > budget_s:
@@ -471,20 +307,20 @@ def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequen
     kwargs = args.model_kwargs.get(name, {})
     run_dir = out / name
     start = time.perf_counter()
-    if name in REFERENCE_AMP:
-        amp = REFERENCE_AMP[name]
+    if name in _reference.REFERENCE_AMP:
+        amp = _reference.REFERENCE_AMP[name]
         common = (splits["train"], args.img_size, args.batch_size)
         rest = (device, args.seed, args.workers, args.pretrained, kwargs)
-        probe = probe_reference(*common, *rest, steps=args.probe_steps, amp=amp)
+        probe = _reference.probe_reference(*common, *rest, steps=args.probe_steps, amp=amp)
         probe_s, epochs = time.perf_counter() - start, probe.epochs_for(budget_s)
         _announce(name, probe, epochs, budget_s)
         start = time.perf_counter()
-        ckpt = train_reference(*common, epochs, *rest, out=run_dir, amp=amp)
+        ckpt = _reference.train_reference(*common, epochs, *rest, out=run_dir, amp=amp)
         return Trained(ckpt, "reference", epochs, time.perf_counter() - start, probe, probe_s)
     cfg = training.TrainConfig(model=name, model_kwargs=kwargs, pretrained=args.pretrained, img_size=args.img_size,
                                batch_size=args.batch_size, loss=args.loss, augment=not args.no_augment,
                                seed=args.seed, num_workers=args.workers, device=args.device, out=str(run_dir))
-    probe = probe_recipe(cfg, splits, device, args.probe_steps)
+    probe = _reference.probe_recipe(cfg, splits, device, args.probe_steps)
     probe_s, cfg.epochs = time.perf_counter() - start, probe.epochs_for(budget_s)
     _announce(name, probe, cfg.epochs, budget_s)
     start = time.perf_counter()
@@ -507,7 +343,7 @@ def evaluate_model(trained: Trained, name: str, heldout: Path, out: Path, device
                            threshold=threshold, device=device)
     predict_s = time.perf_counter() - start
     scores = score_folder(heldout / "masks", pred_dir)
-    return {"model": name if trained.trained_as == "recipe" else reference_label(name),
+    return {"model": name if trained.trained_as == "recipe" else _reference.reference_label(name),
             "trained_as": trained.trained_as, "settings": settings, "tta": tta, "postprocess": postprocess,
             "threshold": threshold, "img_size": img_size, "epochs": trained.epochs,
             "train_seconds": trained.train_seconds, "budget_seconds": budget_s,
@@ -515,11 +351,6 @@ def evaluate_model(trained: Trained, name: str, heldout: Path, out: Path, device
             "probe_seconds": trained.probe_seconds, "best_epoch": trained.best_epoch,
             "val_dice": trained.val_dice, "predict_seconds": predict_s, **scores}
 
-
-def reference_label(name: str) -> str:
-    """The result rows' model label of a reference: ``reference (smp_unet)``, ``reference (smp_unet, bf16)``."""
-    amp = REFERENCE_AMP[name]
-    return f"{REFERENCE} ({REFERENCE_MODEL}{'' if amp == 'off' else ', ' + amp})"
 
 
 # -------------------------------------------------------------------------------------------------------- main
@@ -557,11 +388,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.img_size < 32 or args.batch_size < 1 or args.budget_minutes <= 0 or args.probe_steps < 1:
         raise ValueError(f"need --img-size >= 32, --batch-size >= 1, --budget-minutes > 0 and --probe-steps >= 1, "
                          f"got {args.img_size}, {args.batch_size}, {args.budget_minutes}, {args.probe_steps}")
-    unknown = [m for m in args.models if m not in REFERENCE_AMP and m not in models.available_models()
+    unknown = [m for m in args.models if m not in _reference.REFERENCE_AMP and m not in models.available_models()
                and not m.startswith("smp_")]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}: use {' or '.join(map(repr, REFERENCE_AMP))} or one of "
-                         f"{models.available_models()}")
+        names = " or ".join(map(repr, _reference.REFERENCE_AMP))
+        raise ValueError(f"unknown model(s) {unknown}: use {names} or one of {models.available_models()}")
     device = runtime.select_device(args.device)
     dataset = load_dataset(args.data, args.synthetic_n, args.synthetic_size, args.seed)
     splits = dataset.splits
@@ -591,7 +422,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows.append({**row, "val_threshold_jaccard": best["val_threshold_jaccard"]})
     ratios, ratio_note = _ratios(rows)
     by_reference = {r["model"]: _ratios(rows, r["model"])[0] for r in rows if r["trained_as"] == "reference"}
-    first = next((m for m in args.models if m not in REFERENCE_AMP), None)
+    first = next((m for m in args.models if m not in _reference.REFERENCE_AMP), None)
     default_label = settings_label(args.tta, args.postprocess, metrics.DEFAULT_THRESHOLD)
     official = next((r["official_note"] for r in rows), None)
     return {"benchmark": "real_data", "data": dataset.description, "synthetic": dataset.synthetic,

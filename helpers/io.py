@@ -32,8 +32,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+#: File extension of the JPEG images the course writes (the synthetic set's, :mod:`helpers.synthetic`).
+JPEG_EXTENSION = ".jpg"
 #: File extensions read as images (case-insensitive).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS: tuple[str, ...] = (JPEG_EXTENSION, ".jpeg", ".png")
 #: Masks are named ``<id>_segmentation.png`` (ISIC convention): this suffix, then :data:`MASK_EXTENSION`.
 MASK_SUFFIX = "_segmentation"
 #: File extension of masks written by the course (PNG: lossless).

@@ -38,7 +38,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import config
-from .io import atomic_write, mask_name, write_mask, write_text_atomic
+from .io import JPEG_EXTENSION, atomic_write, mask_name, write_mask, write_text_atomic
 
 #: Dataset sizes :func:`helpers.data.course_splits` uses in smoke mode and in the full recipe.
 DEFAULT_SMOKE: dict[str, int] = dict(n=40, size=192)
@@ -402,7 +402,7 @@ def write_dataset(out: Path | str, n: int, size: int = 256, seed: int = 0, *, do
     for i in tqdm(range(n), desc=f"synthetic {size}px", unit="img", disable=not progress):
         image, mask, attributes = generate_sample(sample_seed(seed, i), size, domain)
         image_id = sample_id(i)
-        Image.fromarray(image).save(out / "images" / f"{image_id}.jpg", quality=JPEG_QUALITY)
+        Image.fromarray(image).save(out / "images" / f"{image_id}{JPEG_EXTENSION}", quality=JPEG_QUALITY)
         write_mask(out / "masks" / mask_name(image_id), mask)
         ids.append(image_id)
         rows.append({"id": image_id, **attributes})
@@ -433,7 +433,7 @@ def _is_complete(path: Path, n: int, size: int, seed: int, domain: Domain = DEFA
     expected = _manifest(n, size, seed, domain)
     if {k: manifest.get(k) for k in expected} != expected or not (path / ATTRIBUTES_FILE).is_file():
         return False
-    return all((path / "images" / f"{sample_id(i)}.jpg").is_file()
+    return all((path / "images" / f"{sample_id(i)}{JPEG_EXTENSION}").is_file()
                and (path / "masks" / mask_name(sample_id(i))).is_file() for i in range(n))
 
 

@@ -34,8 +34,10 @@ def bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     class Modules:
         common = importlib.import_module("_common")
+        reference = importlib.import_module("_reference")
         real_data = importlib.import_module("real_data")
         recipe_search = importlib.import_module("recipe_search")
+        reliability_figures = importlib.import_module("reliability_figures")
         throughput = importlib.import_module("throughput")
 
     return Modules
@@ -109,7 +111,7 @@ def test_real_data_rejects_bad_settings(bench, capsys: pytest.CaptureFixture[str
 
 
 def test_probe_fits_whole_epochs_in_the_budget(bench) -> None:
-    probe = bench.real_data.Probe(first_batch_s=2.0, step_s=1.0, val_s=3.0, save_s=1.0, steps_per_epoch=5)
+    probe = bench.reference.Probe(first_batch_s=2.0, step_s=1.0, val_s=3.0, save_s=1.0, steps_per_epoch=5)
     assert probe.epoch_s == pytest.approx(2 + 4 * 1 + 3 + 1)
     assert probe.epochs_for(100.0) == 10
     assert probe.epochs_for(109.9) == 10
@@ -145,7 +147,7 @@ def test_ratios_use_the_reference_row(bench) -> None:
 
 
 def test_ratios_against_a_named_reference(bench) -> None:
-    label_fp32, label_bf16 = (bench.real_data.reference_label(n) for n in ("reference", "reference_bf16"))
+    label_fp32, label_bf16 = (bench.reference.reference_label(n) for n in ("reference", "reference_bf16"))
     assert (label_fp32, label_bf16) == ("reference (smp_unet)", "reference (smp_unet, bf16)")
     rows = [{"model": "a", "trained_as": "recipe", "settings": "plain@0.5", "threshold_jaccard": 0.6},
             {"model": label_fp32, "trained_as": "reference", "settings": "plain@0.5", "threshold_jaccard": 0.5},
@@ -163,7 +165,7 @@ def test_reference_epoch_runs_under_the_asked_autocast(bench, amp_dtype) -> None
     model.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     batch = {"image": torch.randn(2, 3, 16, 16), "mask": (torch.rand(2, 1, 16, 16) > 0.5).float()}
     before = model.weight.detach().clone()
-    loss = bench.real_data.reference_epoch(model, [batch, batch], torch.optim.Adam(model.parameters(), 1e-2),
+    loss = bench.reference.reference_epoch(model, [batch, batch], torch.optim.Adam(model.parameters(), 1e-2),
                                            torch.nn.BCEWithLogitsLoss(), torch.device("cpu"), amp_dtype=amp_dtype)
     assert math.isfinite(loss) and loss > 0
     assert seen == [amp_dtype or torch.float32] * 2
@@ -317,3 +319,54 @@ def test_every_device_option_offers_select_devices_choices(bench) -> None:
     assert runtime.select_device("CPU").type == "cpu"
     with pytest.raises(RuntimeError, match="use one of " + ", ".join(runtime.DEVICE_CHOICES)):
         runtime.select_device("tpu")
+
+
+# -------------------------------------------------------------------------------------- reliability_figures.py
+@pytest.mark.filterwarnings("ignore:An input array is constant")  # 1 epoch: Dice may be equal on every image
+def test_reliability_figures_main_writes_its_figures(bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    rf = bench.reliability_figures
+    monkeypatch.setattr(rf, "SMALL", {"encoder_name": "mobilenet_v2", "aspp_channels": 8,
+                                      "decoder_channels": [8, 8, 8, 8, 8]})  # a tiny model, trained for 1 epoch
+    for name, value in (("SHIFT_SOURCE_N", 20), ("SHIFT_TARGET_N", 6), ("SHIFT_IMAGE_SIZE", 64),
+                        ("SHIFT_EPOCHS", 1)):
+        monkeypatch.setattr(rf, name, value)
+    folder = tmp_path / "data"
+    synthetic.write_dataset(folder, 30, size=64, seed=0, progress=False)  # 24 / 3 / 3, with attributes.csv
+    home, out = tmp_path / "nb06", tmp_path / "figures.json"
+    assert rf.main(["--data", str(folder), "--home", str(home), "--train-epochs", "1", "--img-size", "64",
+                    "--n-boot", "50", "--shift", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert set(rf.RESULT_KEYS) <= set(result)
+    figures = next(json.loads(line) for line in printed.splitlines() if line.startswith('{"n_test"'))
+    assert list(figures) == list(rf.RESULT_KEYS)  # the printed line: exactly the figures, in order
+    assert result["n_test"] == 3 and result["splits"] == {"train": 24, "val": 3, "test": 3}
+    for key in ("dice", "threshold_jaccard"):  # [estimate, low, high, width] of a bootstrap interval
+        estimate, low, high, width = result[key]
+        assert 0.0 <= low <= estimate <= high <= 1.0 and width == pytest.approx(high - low, abs=1e-3)
+    for key in ("ece_before", "ece_after"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["T"] > 0
+    for rho in (result["spearman_dice_hd95"], *result["spearman_uncertainty_dice"][:1]):
+        assert math.isnan(rho) or -1.0 <= rho <= 1.0  # NaN when every test image got the same Dice
+    for key in ("best_val_threshold_raw", "best_val_threshold_cal"):
+        threshold, dice = result[key]
+        assert threshold in metrics.THRESHOLD_GRID and 0.0 <= dice <= 1.0
+    attributes = {row["attribute"] for row in result["subgroups"]}
+    assert {"skin_tone", "size", "border_contact", "hair", "ruler", "gel bubbles", "vignette"} == attributes
+    assert all(sum(r["n"] for r in result["subgroups"] if r["attribute"] == a) == 3 for a in attributes)
+    assert runfolder.best_path(home / "runs" / "analysis_resnet").is_file()
+    shift = result["shift"]
+    assert {(r["training"], r["domain"]) for r in shift["dice"]} == {
+        (t, d) for t in ("as is", "Shades-of-Grey") for d in ("source", *rf.SHIFT_TARGETS)}
+    assert all(0.0 <= r["low"] <= r["estimate"] <= r["high"] <= 1.0 for r in shift["dice"])
+    assert set(shift["shades_of_grey_minus_as_is"]) == set(rf.SHIFT_TARGETS)
+    assert all(0.0 <= c["p_not_better"] <= 1.0 for c in shift["shades_of_grey_minus_as_is"].values())
+    assert "analysis done" in printed and "shift done" in printed
+
+
+def test_reliability_figures_needs_a_home(bench, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.reliability_figures.main([])
+    assert exit_info.value.code == 2 and "--home" in capsys.readouterr().err
