@@ -29,12 +29,14 @@ from PIL import Image
 from torch import nn
 
 import _common
-from helpers import data, io, layouts, metrics, models, predict, reliability, subgroups, synthetic, transforms
+from helpers import (data, io, layouts, metrics, models, predict, profiles, reliability, subgroups, synthetic,
+                     transforms)
 from helpers.fit import train_or_load
 from helpers.training import TrainConfig
 
-#: The model trained when no ``--checkpoint`` is given: notebook 04's smoke ResNet-U-Net-ASPP.
-SMALL = dict(encoder_name="resnet18", aspp_channels=64, decoder_channels=[64, 32, 16, 16, 8])
+#: The run profile of notebook 04's recipe (:func:`helpers.profiles.course_recipe`) whose ResNet-U-Net-ASPP is
+#: trained when no ``--checkpoint`` is given: the smoke one (resnet18, small decoder).
+RECIPE_PROFILE = "smoke"
 #: Images per forward pass.
 BATCH = 16
 #: Keys of the printed JSON line (notebook 06's figures); the ``--json`` file has them too.
@@ -69,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def small_recipe(**overrides: Any) -> TrainConfig:
+    """Notebook 04's ResNet-U-Net-ASPP recipe in :data:`RECIPE_PROFILE` with ``overrides`` (size, epochs, folder)."""
+    return profiles.course_recipe("resnet_unet_aspp", RECIPE_PROFILE, **overrides)
+
+
 def load(pairs: Sequence[layouts.Pair]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """``(ids, images, masks)`` of ``pairs``, read with helpers.io."""
     return [p.id for p in pairs], [io.read_image(p.image) for p in pairs], [io.read_mask(p.mask) for p in pairs]
@@ -80,12 +87,12 @@ def predict_all(net: nn.Module, images: Sequence[np.ndarray], img_size: int) -> 
 
 
 def prepare_model(args: argparse.Namespace, splits: Mapping[str, Sequence[layouts.Pair]]) -> tuple[nn.Module, int]:
-    """``(model, its input size)``: ``--checkpoint`` loaded, or :data:`SMALL` trained (or reloaded) under ``--home``."""
+    """``(model, its input size)``: ``--checkpoint`` loaded, or :func:`small_recipe` trained (or reloaded) in --home."""
     if args.checkpoint:
         ckpt = models.load_checkpoint(args.checkpoint)
         return models.load_model(ckpt), ckpt["config"]["img_size"]
-    cfg = TrainConfig(model="resnet_unet_aspp", model_kwargs=SMALL, img_size=args.img_size, epochs=args.train_epochs,
-                      batch_size=BATCH, seed=0, out=str(Path(args.home) / "runs" / "analysis_resnet"))
+    cfg = small_recipe(img_size=args.img_size, epochs=args.train_epochs, batch_size=BATCH,
+                       out=str(Path(args.home) / "runs" / "analysis_resnet"))
     run = train_or_load(cfg, splits=splits, progress=False)
     print("trained", run.history.round(4).to_dict("records"), flush=True)
     return models.load_model(run.best_path), args.img_size
@@ -165,9 +172,8 @@ def shift_experiment(home: Path, img_size: int, n_boot: int
     sroots = {n: shades_of_grey_copy(r) for n, r in roots.items()}
     res = {}
     for name, rr in (("as is", roots), ("Shades-of-Grey", sroots)):
-        cfg = TrainConfig(model="resnet_unet_aspp", model_kwargs=SMALL, img_size=img_size, epochs=SHIFT_EPOCHS,
-                          batch_size=SHIFT_BATCH_SIZE, seed=0,
-                          out=str(home / "runs" / f"shift_{name.replace(' ', '_')}"))
+        cfg = small_recipe(img_size=img_size, epochs=SHIFT_EPOCHS, batch_size=SHIFT_BATCH_SIZE,
+                           out=str(home / "runs" / f"shift_{name.replace(' ', '_')}"))
         run = train_or_load(cfg, splits=data.course_splits(rr["source"], seed=0), progress=False)
         snet = models.load_model(run.best_path)
         for dom, root in rr.items():

@@ -11,15 +11,21 @@ Introduced in every notebook's parameters cell (tagged ``parameters``)::
            learns for real.
 ``gpu``    a CUDA or Apple MPS device: the full recipe.
 
+:func:`course_recipe` is the one home of notebook 04's recipe per profile (image size, epochs, batch size,
+optimiser, loss, the models' sizes, seed and the run folder ``runs/04_<model>``): notebook 04 shows it, notebooks
+05 and 06 and ``benchmarks/reliability_figures.py`` read it, so they reuse notebook 04's runs.
+
 The choice, in order: the ``name`` passed to :func:`active`; ``SKINSEG_PROFILE``; ``smoke`` when
 ``SKINSEG_SMOKE`` is true; ``gpu`` when a CUDA or MPS device is available; else ``cpu``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import config, runtime
+from .training import TrainConfig
 
 T = TypeVar("T")
 
@@ -149,3 +155,43 @@ def active(name: str | None = None) -> Profile:
     if has_gpu:
         return Profile("gpu", f"a GPU was found ({runtime.accelerator_name(runtime.select_device())})", has_gpu)
     return Profile("cpu", "no CUDA or MPS device was found", has_gpu)
+
+
+#: The models :func:`course_recipe` knows, in notebook 04's order.
+RECIPE_MODELS: tuple[str, ...] = ("resnet_unet_aspp", "se_unet")
+
+
+def course_recipe(model: str, profile: Profile | str | None = None, **overrides: Any) -> TrainConfig:
+    """Notebook 04's recipe for ``model`` in ``profile``, with its run folder ``runs/04_<model>``.
+
+    The one home of the course recipe: notebooks 05 and 06 reuse notebook 04's runs because they build the same
+    :class:`~helpers.training.TrainConfig` here. Smaller models (and no ImageNet download) on the small profiles
+    so both models train in minutes on a CPU; the gpu profile uses the full-size models.
+
+    Args:
+        model: one of :data:`RECIPE_MODELS`.
+        profile: a :class:`Profile`, a profile name, or None for :func:`active`.
+        overrides: TrainConfig fields that differ from the recipe (``epochs=``, ``out=``, ``resume=``...).
+
+    Raises:
+        ValueError: ``model`` is not one of :data:`RECIPE_MODELS`, or an override is no TrainConfig field.
+    """
+    if model not in RECIPE_MODELS:
+        raise ValueError(f"course_recipe({model!r}): notebook 04's recipe covers {', '.join(RECIPE_MODELS)}")
+    p = profile if isinstance(profile, Profile) else active(profile)
+    model_kwargs = {
+        "resnet_unet_aspp": p.pick(smoke=dict(encoder_name="resnet18", aspp_channels=64,
+                                              decoder_channels=[64, 32, 16, 16, 8]),
+                                   cpu=dict(encoder_name="resnet18"), gpu={}),
+        "se_unet": p.pick(smoke=dict(base=8), cpu=dict(base=16), gpu=dict(base=32)),
+    }[model]
+    values: dict[str, Any] = dict(
+        model=model, model_kwargs=model_kwargs,
+        pretrained=not p.smoke and model != "se_unet",  # ImageNet encoder weights; the smoke run stays offline
+        img_size=p.pick(smoke=64, cpu=96, gpu=256), epochs=p.pick(smoke=2, cpu=2, gpu=5),
+        batch_size=p.pick(smoke=8, cpu=8, gpu=16), lr=1e-3, weight_decay=1e-4, warmup=0.1, loss="bce+dice",
+        seed=0, out=str(config.runs_dir() / f"04_{model}"))
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"course_recipe: {', '.join(unknown)} is no TrainConfig field")
+    return TrainConfig(**{**values, **overrides})

@@ -326,8 +326,9 @@ def test_every_device_option_offers_select_devices_choices(bench) -> None:
 def test_reliability_figures_main_writes_its_figures(bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     rf = bench.reliability_figures
-    monkeypatch.setattr(rf, "SMALL", {"encoder_name": "mobilenet_v2", "aspp_channels": 8,
-                                      "decoder_channels": [8, 8, 8, 8, 8]})  # a tiny model, trained for 1 epoch
+    tiny = {"encoder_name": "mobilenet_v2", "aspp_channels": 8, "decoder_channels": [8, 8, 8, 8, 8]}
+    recipe = rf.small_recipe
+    monkeypatch.setattr(rf, "small_recipe", lambda **kw: recipe(**kw, model_kwargs=tiny))  # tiny, trained 1 epoch
     for name, value in (("SHIFT_SOURCE_N", 20), ("SHIFT_TARGET_N", 6), ("SHIFT_IMAGE_SIZE", 64),
                         ("SHIFT_EPOCHS", 1)):
         monkeypatch.setattr(rf, name, value)

@@ -44,7 +44,8 @@ def test_has_parameters_cell_with_profile_picks(nb):
     path, book = nb
     params = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, f"{path.name}: tag exactly one cell `parameters`"
-    assert "PROFILE = profiles.active()" in params[0].source and "PROFILE.pick(" in params[0].source, \
+    source = params[0].source
+    assert "PROFILE = profiles.active()" in source and ("PROFILE.pick(" in source or "course_recipe(" in source), \
         f"{path.name}: the parameters cell uses the run profiles (PROFILE.pick(smoke=..., cpu=..., gpu=...))"
 
 
@@ -150,8 +151,16 @@ def _parameter_values(number: str, profile: str, monkeypatch) -> dict:
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-def test_notebook05_evaluates_notebook04s_run(profile, monkeypatch, capsys):
-    """train_or_load reuses runs/04_resnet_unet_aspp only when notebook 05 repeats notebook 04's recipe."""
-    nb04, nb05 = _parameter_values("04", profile, monkeypatch), _parameter_values("05", profile, monkeypatch)
-    for name in ("SEED", "IMG_SIZE", "EPOCHS", "BATCH_SIZE", "PRETRAINED", "RESNET_KWARGS"):
-        assert nb05[name] == nb04[name], f"{profile}: notebook 05's {name} differs from notebook 04's"
+def test_notebooks_05_and_06_train_or_load_notebook04s_runs(profile, monkeypatch, capsys):
+    """05 and 06 hand train_or_load notebook 04's configs (same run folder runs/04_<model>), so they reuse its runs."""
+    from helpers import profiles
+    nb04, nb05, nb06 = (_parameter_values(n, profile, monkeypatch) for n in ("04", "05", "06"))
+    expected = {name: profiles.course_recipe(name, profiles.active(profile)) for name in profiles.RECIPE_MODELS}
+    assert nb04["RECIPE"] == expected and nb06["RECIPE"] == expected
+    assert nb05["RECIPE"] == expected["resnet_unet_aspp"]
+    assert nb05["RUN_DIR"] == config.runs_dir() / "04_resnet_unet_aspp"
+    code = {n: "\n".join(c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code")
+            for n, p in ((p.name[:2], p) for p in NOTEBOOKS)}
+    assert "train_or_load(RECIPE, " in code["05"]
+    assert all(f'train_or_load(RECIPE["{name}"], ' in code["06"] for name in profiles.RECIPE_MODELS)
+    assert all(f'course_recipe("{name}", PROFILE, resume=RESUME)' in code["04"] for name in profiles.RECIPE_MODELS)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from helpers import config, profiles
+from helpers.training import TrainConfig
 
 
 @pytest.fixture
@@ -124,3 +125,34 @@ def test_readme_notebook_table_shows_the_measured_times():
         for name in config.PROFILE_NAMES:
             seconds = times[name]
             assert rows[key][name] == ("not measured" if seconds is None else f"{seconds:.0f} s"), (key, name)
+
+
+#: Notebook 04's recipe as its parameters cell held it before it moved to profiles.course_recipe (2026-12-06):
+#: (img_size, epochs, batch_size, resnet_unet_aspp kwargs, se_unet kwargs, ImageNet weights for the ResNet).
+RECIPE_BEFORE = {
+    "smoke": (64, 2, 8, dict(encoder_name="resnet18", aspp_channels=64, decoder_channels=[64, 32, 16, 16, 8]),
+              dict(base=8), False),
+    "cpu": (96, 2, 8, dict(encoder_name="resnet18"), dict(base=16), True),
+    "gpu": (256, 5, 16, {}, dict(base=32), True),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(RECIPE_BEFORE))
+@pytest.mark.parametrize("model", ["resnet_unet_aspp", "se_unet"])
+def test_course_recipe_keeps_notebook04s_values(profile, model, clean_env):
+    img_size, epochs, batch_size, resnet_kwargs, se_kwargs, pretrained = RECIPE_BEFORE[profile]
+    expected = TrainConfig(
+        model=model, model_kwargs=resnet_kwargs if model == "resnet_unet_aspp" else se_kwargs,
+        pretrained=pretrained and model != "se_unet", img_size=img_size, epochs=epochs, batch_size=batch_size,
+        lr=1e-3, weight_decay=1e-4, warmup=0.1, loss="bce+dice", seed=0, out=str(config.runs_dir() / f"04_{model}"))
+    assert profiles.course_recipe(model, profiles.active(profile)) == expected
+    assert profiles.course_recipe(model, profile) == expected  # a profile name does the same
+
+
+def test_course_recipe_takes_overrides_and_refuses_unknown_models_and_fields(clean_env):
+    cfg = profiles.course_recipe("se_unet", "smoke", epochs=7, resume=True)
+    assert (cfg.epochs, cfg.resume, cfg.img_size) == (7, True, 64)
+    with pytest.raises(ValueError, match="resnet_unet_aspp, se_unet"):
+        profiles.course_recipe("smp_unet", "smoke")
+    with pytest.raises(ValueError, match="epoch is no TrainConfig field"):
+        profiles.course_recipe("se_unet", "smoke", epoch=3)
