@@ -1,5 +1,6 @@
 """Notebook hygiene: committed stripped, same opening everywhere, something real for nbval to check."""
 import ast
+import dataclasses
 import importlib
 import re
 from pathlib import Path
@@ -163,4 +164,13 @@ def test_notebooks_05_and_06_train_or_load_notebook04s_runs(profile, monkeypatch
             for n, p in ((p.name[:2], p) for p in NOTEBOOKS)}
     assert "train_or_load(RECIPE, " in code["05"]
     assert all(f'train_or_load(RECIPE["{name}"], ' in code["06"] for name in profiles.RECIPE_MODELS)
-    assert all(f'course_recipe("{name}", PROFILE, resume=RESUME)' in code["04"] for name in profiles.RECIPE_MODELS)
+    # Notebook 04 trains with recipe(): the course recipe with its parameters cell's values, so by default
+    # exactly what 05 and 06 reuse, and a value a learner edits there reaches the run.
+    source = next(c.source for c in nbformat.read(next(p for p in NOTEBOOKS if p.name.startswith("04")), as_version=4).cells if "def recipe(" in c.source)
+    (definition,) = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "recipe"]
+    exec("import dataclasses\nfrom helpers.training import TrainConfig\n" + ast.unparse(definition), nb04)
+    for name in profiles.RECIPE_MODELS:
+        assert nb04["recipe"](name) == dataclasses.replace(expected[name], resume=nb04["RESUME"])
+        assert f'recipe("{name}")' in code["04"]
+    nb04["EPOCHS"] = 7
+    assert nb04["recipe"]("se_unet").epochs == 7 and nb04["recipe"]("se_unet", epochs=3).epochs == 3
