@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import itertools
 import os
 import platform
 import subprocess
@@ -101,17 +100,6 @@ class UntestedVersionWarning(UserWarning):
     """A package the course depends on is installed at a version no test has run with."""
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    """The leading release numbers of a version string: ``"2.11.0+cu128"`` -> ``(2, 11, 0)``."""
-    numbers = []
-    for part in version.split("+")[0].split("."):
-        digits = "".join(itertools.takewhile(str.isdigit, part))
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers)
-
-
 def _installed_version(name: str) -> str | None:
     """The installed version of distribution ``name``, or None."""
     try:
@@ -126,6 +114,8 @@ def untested_versions(installed: Mapping[str, str | None] | None = None) -> list
     Args:
         installed: package -> version (None: not installed); None reads this environment's versions.
     """
+    from packaging.specifiers import SpecifierSet
+
     if installed is None:
         installed = {name: _installed_version(name) for name in TESTED_VERSIONS}
     lines = []
@@ -133,7 +123,7 @@ def untested_versions(installed: Mapping[str, str | None] | None = None) -> list
         version = installed.get(name)
         if version is None:
             continue
-        if not _version_tuple(low) <= _version_tuple(version) < _version_tuple(high):
+        if not SpecifierSet(f">={low},<{high}").contains(version, prereleases=True):  # local tags (+cu128) ignored
             lines.append(f"{name} {version} is outside the versions this course is tested with "
                          f"(>={low},<{high}): if a cell fails, install a tested one with "
                          f"pip install \"{name}>={low},<{high}\" and restart the kernel.")
@@ -223,7 +213,8 @@ def install_missing(checkout: str | os.PathLike[str], *, verbose: bool = True) -
     _pip_install(["--no-deps", "-e", str(checkout)], f"the course package from {checkout}")
     importlib.invalidate_caches()
     if verbose:
-        got = ", ".join(f"{Requirement(r).name} {_installed_version(Requirement(r).name)}" for r in todo)
+        names = [Requirement(r).name for r in todo]
+        got = ", ".join(f"{name} {_installed_version(name)}" for name in names)
         print(f"installed what Colab lacks ({got or 'nothing was missing'}) and the course's helpers package;"
               " nothing that Colab ships was changed")
     return todo
