@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from helpers.io import write_text_atomic
+from helpers.data.files import write_text_atomic
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Not a script: ``real_data.py`` (and through it ``recipe_search.py``) imports it 
   are timed (for the recipe also a validation pass and the two checkpoint writes of an epoch), and
   :meth:`Probe.epochs_for` turns a wall-time budget into whole epochs, at least one;
 * **the plain reference** (:func:`reference_config`, :func:`reference_epoch`, :func:`train_reference`): the same
-  smp U-Net with a ResNet34 encoder (``smp_unet``) built by :func:`helpers.fit.build_parts` from
+  smp U-Net with a ResNet34 encoder (``smp_unet``) built by :func:`helpers.train.fit.build_parts` from
   :func:`reference_config` (Adam, i.e. AdamW without weight decay, at a constant lr 1e-3, BCE only, no
   augmentation) and trained by the short loop of :func:`reference_epoch` (no schedule, no validation); its final
   weights go to ``final.pt``. ``reference`` trains in float32, ``reference_bf16`` under bf16 autocast
@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 import torch
 from torch import nn
 
-import _common
-from helpers import data, fit, layouts, models, runtime, training
+from helpers import data, models, runtime
+from helpers.data import layouts
+from helpers.train import fit, loop
 
 #: The plain reference's name in ``--models`` (float32) and the label of its result rows.
 REFERENCE = "reference"
@@ -93,12 +95,12 @@ def _save_seconds(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Pa
     return seconds
 
 
-def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[layouts.Pair]], device: torch.device,
+def probe_recipe(cfg: loop.TrainConfig, splits: Mapping[str, Sequence[layouts.Pair]], device: torch.device,
                  steps: int) -> Probe:
     """Time ``steps + 1`` training steps, a validation pass (from 2 batches) and the checkpoint writes of ``cfg``.
 
-    Uses :func:`helpers.training.train_one_epoch` and :func:`helpers.training.validate` on the loaders and
-    parts :func:`helpers.fit.fit` builds (:func:`helpers.fit.build_loaders`, :func:`helpers.fit.build_parts`;
+    Uses :func:`helpers.train.loop.train_one_epoch` and :func:`helpers.train.loop.validate` on the loaders and
+    parts :func:`helpers.train.fit.fit` builds (:func:`helpers.train.fit.build_loaders`, :func:`helpers.train.fit.build_parts`;
     this also builds the preprocessing cache fit then reuses).
     """
     parts = fit.build_parts(cfg, fit.build_loaders(cfg, splits), device)
@@ -106,7 +108,7 @@ def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[layout
     n = min(steps + 1, len(loaders["train"]))
 
     def run(on_step: Callable[[], None]) -> None:
-        training.train_one_epoch(parts.net, _common.take(loaders["train"], n), parts.loss_fn, parts.optimizer,
+        loop.train_one_epoch(parts.net, _common.take(loaders["train"], n), parts.loss_fn, parts.optimizer,
                                  parts.scheduler, device=device, amp_dtype=parts.amp_dtype, scaler=parts.scaler,
                                  grad_clip=cfg.grad_clip, channels_last=parts.channels_last,
                                  callbacks=[lambda event, info: on_step()])
@@ -114,7 +116,7 @@ def probe_recipe(cfg: training.TrainConfig, splits: Mapping[str, Sequence[layout
     first, step = _timed_steps(run, device)
     k = min(2, len(loaders["val"]))
     start = time.perf_counter()
-    training.validate(parts.model, _common.take(loaders["val"], k), parts.loss_fn, device=device,
+    loop.validate(parts.model, _common.take(loaders["val"], k), parts.loss_fn, device=device,
                       amp_dtype=parts.amp_dtype, channels_last=parts.channels_last)
     val_s = (time.perf_counter() - start) / k * len(loaders["val"])
     save_s = _save_seconds(parts.model, parts.optimizer, cfg.run_dir())
@@ -134,7 +136,7 @@ def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], opti
     total, count = 0.0, 0
     for batch in batches:
         images, masks = batch["image"].to(device), batch["mask"].to(device).float()
-        with training.autocast(device, amp_dtype):
+        with loop.autocast(device, amp_dtype):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
         optimizer.zero_grad()
@@ -147,11 +149,11 @@ def reference_epoch(model: nn.Module, batches: Iterable[Mapping[str, Any]], opti
 
 
 def reference_config(img_size: int, batch_size: int, seed: int, workers: int | None, pretrained: bool,
-                     kwargs: Mapping[str, Any], amp: str = "off") -> training.TrainConfig:
+                     kwargs: Mapping[str, Any], amp: str = "off") -> loop.TrainConfig:
     """The plain reference as a TrainConfig: ``smp_unet``, Adam (AdamW without weight decay) at a constant lr
     1e-3 (no warm-up, a cosine that ends where it starts), BCE, no augmentation, float32 (``amp="off"``, or
     ``"bf16"`` for :data:`REFERENCE_AMP`'s bf16 variant), default layout."""
-    return training.TrainConfig(model=REFERENCE_MODEL, model_kwargs=dict(kwargs), pretrained=pretrained,
+    return loop.TrainConfig(model=REFERENCE_MODEL, model_kwargs=dict(kwargs), pretrained=pretrained,
                                 img_size=img_size, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup=0.0,
                                 min_lr_ratio=1.0, loss="bce", augment=False, amp=amp, channels_last=False,
                                 seed=seed, num_workers=workers)

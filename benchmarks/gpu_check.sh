@@ -16,7 +16,7 @@
 #               dry run: the CUDA-only file (its tests skip) and a collection of the others
 #   nb04_real   notebook 04 in the gpu profile on the carried real data (dry run: smoke profile)
 #   throughput  benchmarks/throughput.py on CUDA, 256 px, batch 16, bf16 + channels_last, with --precisions
-#   nb04_synth  notebook 04 in the gpu profile on the synthetic set (the convention of helpers/profiles.py's
+#   nb04_synth  notebook 04 in the gpu profile on the synthetic set (the convention of helpers/course/profiles.py's
 #               MEASURED_SECONDS), only if the budget still has the time (dry run: smoke profile)
 # Then one JSON block between GPU_CHECK_JSON_BEGIN / GPU_CHECK_JSON_END, a human summary, and, when $OUT is
 # set, $OUT/gpu_check.json, $OUT/gpu_check.log and the executed notebook and history files.
@@ -277,7 +277,7 @@ for name in sys.argv[1:]:
         importlib.import_module(name)
     except Exception as exc:  # report every broken import, not only the first
         bad.append(f"{name}: {type(exc).__name__}: {exc}")
-import helpers, helpers.course, helpers.fit  # the repository itself, from PYTHONPATH
+import helpers, helpers.course, helpers.train.fit  # the repository itself, from PYTHONPATH
 print("setup: imports ok" if not bad else "setup: imports FAILED\n  " + "\n  ".join(bad))
 sys.exit(1 if bad else 0)
 PYEOF
@@ -575,7 +575,7 @@ t = result["tests"]
 print(f"  tests: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped; CUDA-only tests ran on CUDA: "
       f"{t['cuda_only_ran_on_cuda']}" + (f"; failed: {', '.join(t['failed_tests'])}" if t["failed_tests"] else ""))
 for tag, where in (("real", "README 'On the real ISIC images' paragraph"),
-                   ("synth", "README notebook table gpu column, row 04, and helpers/profiles.py MEASURED_SECONDS['04']['gpu']")):
+                   ("synth", "README notebook table gpu column, row 04, and helpers/course/profiles.py MEASURED_SECONDS['04']['gpu']")):
     nb = result.get(f"nb04_{tag}")
     if not nb:
         continue
@@ -596,7 +596,7 @@ if tp:
     for r in tp["precisions"]:
         print(f"      bare step {r['what']:<26} {f(r['images_per_s'], '{:.1f}')} images/s, speed-up {f(r['speedup'], '{:.2f}')}")
 if mode == "gpu" and result.get("nb04_synth", {}).get("seconds"):
-    print(f"  helpers/profiles.py: MEASURED_SECONDS['04']['gpu'] = {result['nb04_synth']['seconds']:.1f}; "
+    print(f"  helpers/course/profiles.py: MEASURED_SECONDS['04']['gpu'] = {result['nb04_synth']['seconds']:.1f}; "
           f"MEASURED_ON['gpu'] = \"{result['gpu']}, torch {result['torch']}\" plus the date")
 print("RESULT: " + ("all steps ok (or skipped for the reason shown)" if result["ok"]
                     else "FAILED steps: " + ", ".join(failed_steps)))

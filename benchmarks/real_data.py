@@ -8,9 +8,9 @@
 For each model in ``--models``:
 
 * a :func:`helpers.models.build_model` name is trained on ``train`` with the course recipe
-  (:func:`helpers.fit.fit`); ``best.pt`` (best validation Dice) is the model kept;
+  (:func:`helpers.train.fit.fit`); ``best.pt`` (best validation Dice) is the model kept;
 * ``reference`` is the plain baseline (``_reference.py``): the same smp U-Net with a ResNet34 encoder
-  (``smp_unet``), built by :func:`helpers.fit.build_parts` from ``_reference.reference_config`` (Adam, i.e.
+  (``smp_unet``), built by :func:`helpers.train.fit.build_parts` from ``_reference.reference_config`` (Adam, i.e.
   AdamW without weight decay, at a constant lr 1e-3, BCE only, no augmentation) and trained by the short loop
   of ``_reference.reference_epoch`` (no schedule, no validation), same image size, batch, train split and
   time budget; its final weights,
@@ -22,8 +22,8 @@ For each model in ``--models``:
 ``--budget-minutes`` is the training wall time per model: a probe (``_reference.py``) times a few steps (plus,
 for the recipe, a validation pass and the two checkpoint writes of an epoch) and the epoch count is the number
 of epochs that fits, at least one. The held-out split named by ``--test`` (``holdout``/``test``: the same split) is
-predicted with :func:`helpers.predict.predict_folder` at each image's own size and scored with
-:func:`helpers.metrics.evaluate_folders` and, when its ids are ISIC ids, the official
+predicted with :func:`helpers.evaluation.predict.predict_folder` at each image's own size and scored with
+:func:`helpers.evaluation.metrics.evaluate_folders` and, when its ids are ISIC ids, the official
 ``isic-challenge-scoring``. ``--select-on-val`` also compares TTA x post-processing x threshold on the
 *validation* predictions of each recipe model and applies the best combination once to the held-out split
 (both rows are reported). Training and every choice use train and val only; the held-out split is
@@ -46,13 +46,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _common
+import _reference
 import numpy as np
 import torch
 
-import _common
-import _reference
-from helpers import config, data, fit, io, layouts, losses, metrics, models, predict, runtime, synthetic, training
-from helpers.train import json_object_arg
+from helpers import config, data, models, runtime
+from helpers.cli.common import json_object_arg
+from helpers.data import files, layouts, synthetic
+from helpers.data.splits import check_no_leak
+from helpers.evaluation import metrics, predict
+from helpers.train import fit, loop, losses
 
 DEFAULT_MODELS = ("resnet_unet_aspp", _reference.REFERENCE)
 #: Held-out split names ``--test`` accepts (course_splits calls a holdout/ folder "test").
@@ -108,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-kwargs", type=model_kwargs_map, default={}, metavar="JSON",
                    help="per-model build arguments, e.g. '{\"se_unet\": {\"base\": 16}}' (reported numbers "
                         "use the defaults)")
-    p.add_argument("--img-size", type=int, default=training.TrainConfig().img_size, help="square training size")
-    p.add_argument("--batch-size", type=int, default=training.TrainConfig().batch_size)
-    p.add_argument("--loss", default=training.TrainConfig().loss, choices=losses.LOSS_NAMES,
+    p.add_argument("--img-size", type=int, default=loop.TrainConfig().img_size, help="square training size")
+    p.add_argument("--batch-size", type=int, default=loop.TrainConfig().batch_size)
+    p.add_argument("--loss", default=loop.TrainConfig().loss, choices=losses.LOSS_NAMES,
                    help="training loss of the recipe models (the reference always uses BCE)")
     p.add_argument("--no-augment", action="store_true",
                    help="train the recipe models without augmentation (the reference never augments)")
@@ -151,32 +155,19 @@ def load_dataset(root: Path | None, n: int, size: int, seed: int) -> Dataset:
         folder = synthetic.ensure_synthetic(n, size, seed=seed)
         splits = data.course_splits(folder, seed=seed)
         h = synthetic.image_shape(size)[0]
-        text = (f"SYNTHETIC: {n} procedural images ({size}x{h} px, helpers.synthetic, seed {seed}) split 80/10/10 "
+        text = (f"SYNTHETIC: {n} procedural images ({size}x{h} px, helpers.data.synthetic, seed {seed}) split 80/10/10 "
                 f"by id in {_common.shown_path(folder)} -- not real dermoscopy; pass --data DIR for real images")
         return Dataset(splits, text, True)
     splits = data.course_splits(root, seed=seed)
     return Dataset(splits, _common.shown_path(root), False)
 
 
-def check_disjoint(splits: Mapping[str, Sequence[layouts.Pair]]) -> None:
-    """Make sure no held-out id is in train or val (training and tuning never see it).
-
-    Raises:
-        DatasetError: an id is in two splits (named).
-    """
-    ids = {name: {p.id for p in pairs} for name, pairs in splits.items()}
-    for a, b in itertools.combinations(sorted(ids), 2):
-        shared = sorted(ids[a] & ids[b])
-        if shared:
-            raise io.DatasetError(f"ids {shared[:5]} are in both {a} and {b}: remove them from one split")
-
-
 def materialize_split(pairs: Sequence[layouts.Pair], folder: Path) -> Path:
     """An ISIC-layout copy of ``pairs`` for prediction and scoring: ``images/`` and ``masks/``.
 
     Images are symbolic links to the originals (copies where links fail). Masks are read with the
-    package's one mask rule (:func:`helpers.io.read_mask`) and written as single-channel 0/255
-    ``<id>_segmentation.png`` (:func:`helpers.io.write_mask`), the names both scorers expect, whatever the
+    package's one mask rule (:func:`helpers.data.files.read_mask`) and written as single-channel 0/255
+    ``<id>_segmentation.png`` (:func:`helpers.data.files.write_mask`), the names both scorers expect, whatever the
     layout called them. Returns ``folder``.
     """
     if folder.exists():
@@ -189,7 +180,7 @@ def materialize_split(pairs: Sequence[layouts.Pair], folder: Path) -> Path:
             os.symlink(pair.image.resolve(), link)
         except OSError:
             shutil.copy2(pair.image, link)
-        io.write_mask(folder / "masks" / io.mask_name(pair.id), io.read_mask(pair.mask))
+        files.write_mask(folder / "masks" / files.mask_name(pair.id), files.read_mask(pair.mask))
     return folder
 
 
@@ -205,7 +196,7 @@ def official_threshold_jaccard(truth_dir: Path, pred_dir: Path) -> tuple[float |
     odd = [n for n in names if not OFFICIAL_TRUTH_NAME.match(n)]
     if odd:
         return None, (f"not scored officially: isic-challenge-scoring only accepts ISIC_<7 digits> ids, this split "
-                      f"has e.g. {odd[0]}; helpers.metrics.evaluate_folders only")
+                      f"has e.g. {odd[0]}; helpers.evaluation.metrics.evaluate_folders only")
     try:
         from isic_challenge_scoring.segmentation import SegmentationScore
     except ImportError:
@@ -227,7 +218,7 @@ def val_probabilities(checkpoint: Path, pairs: Sequence[layouts.Pair], img_size:
                       tta: bool, batch_size: int = 8) -> list[np.ndarray]:
     """``(H, W) float32`` lesion probabilities of every val image at its own size (predict.predict_batch)."""
     model = models.load_model(checkpoint, map_location="cpu").to(device)
-    images = [io.read_image(p.image) for p in pairs]
+    images = [files.read_image(p.image) for p in pairs]
     return predict.predict_batch(model, images, img_size, tta=tta, device=device, batch_size=batch_size)
 
 
@@ -261,7 +252,7 @@ def best_settings(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def select_on_val(checkpoint: Path, val: Sequence[layouts.Pair], img_size: int, device: torch.device
                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Compare TTA x post-processing x threshold on the val split; return ``(best row, all rows)``."""
-    truths = [io.read_mask(p.mask) for p in val]
+    truths = [files.read_mask(p.mask) for p in val]
     probs = {tta: val_probabilities(checkpoint, val, img_size, device, tta) for tta in (False, True)}
     rows = grid_scores(probs, truths)
     return best_settings(rows), rows
@@ -282,7 +273,7 @@ class Trained:
     val_dice: float | None = None
 
 
-def _epoch_printer(epochs: int) -> training.Callback:
+def _epoch_printer(epochs: int) -> loop.Callback:
     """A fit callback printing one line per finished epoch to stderr."""
     def callback(event: str, info: dict[str, Any]) -> None:
         if event == "epoch_end":
@@ -317,7 +308,7 @@ def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequen
         start = time.perf_counter()
         ckpt = _reference.train_reference(*common, epochs, *rest, out=run_dir, amp=amp)
         return Trained(ckpt, "reference", epochs, time.perf_counter() - start, probe, probe_s)
-    cfg = training.TrainConfig(model=name, model_kwargs=kwargs, pretrained=args.pretrained, img_size=args.img_size,
+    cfg = loop.TrainConfig(model=name, model_kwargs=kwargs, pretrained=args.pretrained, img_size=args.img_size,
                                batch_size=args.batch_size, loss=args.loss, augment=not args.no_augment,
                                seed=args.seed, num_workers=args.workers, device=args.device, out=str(run_dir))
     probe = _reference.probe_recipe(cfg, splits, device, args.probe_steps)
@@ -374,7 +365,7 @@ def _ratios(rows: Sequence[Mapping[str, Any]], reference: str | None = None
     for row in rows:
         if row["trained_as"] == "recipe":
             out.setdefault(row["model"], {})[row["settings"]] = row["threshold_jaccard"] / ref["threshold_jaccard"]
-    return out, "ours / reference, held-out thresholded Jaccard (helpers.metrics)"
+    return out, "ours / reference, held-out thresholded Jaccard (helpers.evaluation.metrics)"
 
 
 def settings_label(tta: bool, postprocess: bool, threshold: float) -> str:
@@ -396,7 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = runtime.select_device(args.device)
     dataset = load_dataset(args.data, args.synthetic_n, args.synthetic_size, args.seed)
     splits = dataset.splits
-    check_disjoint(splits)
+    check_no_leak(splits, where=f"the benchmark's splits ({dataset.description})")
     _common.eprint(f"data: {dataset.description}\nsplits: train {len(splits['train'])}, val {len(splits['val'])}, "
                    f"held-out ({args.test}) {len(splits['test'])}; device {device}")
     out = Path(args.out) if args.out else config.runs_dir() / "benchmarks" / "real_data"

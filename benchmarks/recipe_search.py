@@ -5,7 +5,7 @@
 
 Each configuration ``SIZE:LOSS[:noaug]`` trains the recipe model (``--model``, default ``resnet_unet_aspp``)
 on ``train`` for the same wall-time budget, exactly as ``benchmarks/real_data.py`` trains it (budget probe,
-then :func:`helpers.fit.fit` for the epochs that fit, ``best.pt`` by val Dice). Its score is the best
+then :func:`helpers.train.fit.fit` for the epochs that fit, ``best.pt`` by val Dice). Its score is the best
 **val** thresholded Jaccard over flip TTA x post-processing x threshold (the grid ``--select-on-val`` uses),
 with the plain threshold-0.5 figure beside it. The table is sorted best first and ends with the
 ``real_data.py`` command that trains the winner against the plain reference and reports it once on the
@@ -29,7 +29,11 @@ from typing import Any
 
 import _common
 import real_data
-from helpers import config, losses, metrics, runtime
+
+from helpers import config, runtime
+from helpers.data.splits import check_no_leak
+from helpers.evaluation import metrics
+from helpers.train import losses
 
 TABLE_COLUMNS = [("config", "config"), ("img_size", "img"), ("loss", "loss"), ("augment", "aug"),
                  ("epochs", "epochs"), ("train_seconds", "train s"), ("best_val_dice", "val Dice (fit)"),
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"need --budget-minutes > 0, got {args.budget_minutes}")
     device = runtime.select_device(args.device)
     dataset = real_data.load_dataset(args.data, args.synthetic_n, args.synthetic_size, args.seed)
-    real_data.check_disjoint(dataset.splits)
+    check_no_leak(dataset.splits, where=f"the search's splits ({dataset.description})")
     n_heldout = len(dataset.splits.get("test", []))
     splits = {"train": dataset.splits["train"], "val": dataset.splits["val"]}  # the held-out split stops here
     _common.eprint(f"data: {dataset.description}\nsplits: train {len(splits['train'])}, val {len(splits['val'])} "

@@ -23,18 +23,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 import pandas as pd
 from PIL import Image
 from torch import nn
 
-import _common
-from helpers import (data, io, layouts, metrics, models, predict, profiles, reliability, subgroups, synthetic,
-                     transforms)
-from helpers.fit import train_or_load
-from helpers.training import TrainConfig
+from helpers import data, models
+from helpers.course import profiles
+from helpers.data import files, layouts, synthetic, transforms
+from helpers.evaluation import metrics, predict, reliability, subgroups
+from helpers.train.fit import train_or_load
+from helpers.train.loop import TrainConfig
 
-#: The run profile of notebook 04's recipe (:func:`helpers.profiles.course_recipe`) whose ResNet-U-Net-ASPP is
+#: The run profile of notebook 04's recipe (:func:`helpers.course.profiles.course_recipe`) whose ResNet-U-Net-ASPP is
 #: trained when no ``--checkpoint`` is given: the smoke one (resnet18, small decoder).
 RECIPE_PROFILE = "smoke"
 #: Images per forward pass.
@@ -77,8 +79,8 @@ def small_recipe(**overrides: Any) -> TrainConfig:
 
 
 def load(pairs: Sequence[layouts.Pair]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """``(ids, images, masks)`` of ``pairs``, read with helpers.io."""
-    return [p.id for p in pairs], [io.read_image(p.image) for p in pairs], [io.read_mask(p.mask) for p in pairs]
+    """``(ids, images, masks)`` of ``pairs``, read with helpers.data.files."""
+    return [p.id for p in pairs], [files.read_image(p.image) for p in pairs], [files.read_mask(p.mask) for p in pairs]
 
 
 def predict_all(net: nn.Module, images: Sequence[np.ndarray], img_size: int) -> list[np.ndarray]:
@@ -147,11 +149,11 @@ def analyse(net: nn.Module, img: int, splits: Mapping[str, Sequence[layouts.Pair
 def shades_of_grey_copy(root: Path) -> Path:
     """``<root>-shades-of-grey``: the same pairs with Shades-of-Grey colour constancy applied to every image."""
     out_dir = root.with_name(root.name + "-shades-of-grey")
-    with io.atomic_write(out_dir) as tmp:
+    with files.atomic_write(out_dir) as tmp:
         (tmp / "images").mkdir(parents=True)
         (tmp / "masks").mkdir()
         for pair in [q for s in data.course_splits(root, seed=0).values() for q in s]:
-            Image.fromarray(transforms.shades_of_grey(io.read_image(pair.image))).save(
+            Image.fromarray(transforms.shades_of_grey(files.read_image(pair.image))).save(
                 tmp / "images" / pair.image.name, quality=95)
             (tmp / "masks" / pair.mask.name).write_bytes(pair.mask.read_bytes())
     return out_dir

@@ -3,13 +3,13 @@
     python benchmarks/throughput.py [--model resnet_unet_aspp] [--img-size 256] [--batch-size 16] [--steps N]
         [--device cpu|cuda] [--amp] [--channels-last] [--compile] [--precisions] [--json]
 
-Training: images/s of the full step as :func:`helpers.training.train_one_epoch` runs it (a
+Training: images/s of the full step as :func:`helpers.train.loop.train_one_epoch` runs it (a
 :func:`helpers.data.make_loaders` DataLoader with the training augmentations, on a synthetic set of that
 size, then forward, loss, backward, AdamW step, scheduler step) against the bare model's
 forward + loss + backward + step on tensors already in memory (same model, loss, optimiser, batch, size).
 
-Inference: images/s of :func:`helpers.predict.predict_batch` on decoded ``(H, W, 3) uint8`` images (resize,
-normalise, forward, sigmoid, resize back to each image's size) and of :func:`helpers.predict.predict_folder`
+Inference: images/s of :func:`helpers.evaluation.predict.predict_batch` on decoded ``(H, W, 3) uint8`` images (resize,
+normalise, forward, sigmoid, resize back to each image's size) and of :func:`helpers.evaluation.predict.predict_folder`
 on image files (decode, predict, threshold, write PNG masks; one call, model loading included) against the
 bare model's forward on in-memory tensors.
 
@@ -38,13 +38,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _common
 import torch
 from torch import nn
 
-import _common
-from helpers import config, data, fit, layouts, models, predict, runtime, synthetic, training
-from helpers.io import read_image
-from helpers.train import json_object_arg
+from helpers import config, data, models, runtime
+from helpers.cli.common import json_object_arg
+from helpers.data import layouts, synthetic
+from helpers.data.files import read_image
+from helpers.evaluation import predict
+from helpers.train import fit, loop
 
 #: The throughput ratio the course aims for at 256 px, batch 16 (issue 5).
 TARGET_RATIO = 0.9
@@ -66,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=5, help="timed steps per side and round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per side and round (at least 1)")
-    p.add_argument("--loss", default="bce+dice", help="helpers.losses.build_loss name (the recipe's)")
+    p.add_argument("--loss", default="bce+dice", help="helpers.train.losses.build_loss name (the recipe's)")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader workers; default: what helpers.data chooses for this machine")
     p.add_argument("--device", choices=runtime.DEVICE_CHOICES, default=None, help="default: best available")
@@ -102,7 +105,7 @@ def _amp_setting(enabled: bool, device: torch.device) -> str:
 class _Setup:
     """Model, loss, optimiser, scheduler, loader and in-memory tensors shared by every measurement.
 
-    Model, loss, optimiser (AdamW), scheduler and scaler come from :func:`helpers.fit.build_parts` with the
+    Model, loss, optimiser (AdamW), scheduler and scaler come from :func:`helpers.train.fit.build_parts` with the
     recipe's defaults for everything the arguments do not set (two epochs of schedule).
     """
 
@@ -112,7 +115,7 @@ class _Setup:
         self.img_size = args.img_size
         loader = data.make_loaders({"train": pairs}, args.img_size, args.batch_size, augment=True,
                                    num_workers=args.workers, seed=0, persistent_workers=False)["train"]
-        cfg = training.TrainConfig(model=args.model, model_kwargs=args.model_kwargs, img_size=args.img_size,
+        cfg = loop.TrainConfig(model=args.model, model_kwargs=args.model_kwargs, img_size=args.img_size,
                                    batch_size=args.batch_size, epochs=2, loss=args.loss,
                                    amp=_amp_setting(args.amp, device), channels_last=args.channels_last)
         parts = fit.build_parts(cfg, {"train": loader}, device)
@@ -137,7 +140,7 @@ class _Setup:
 def bare_train_step(s: _Setup) -> None:
     """Forward, loss, backward and optimiser step on the in-memory batch: the network's own cost."""
     s.net.train()
-    with training.autocast(s.device, s.amp_dtype):
+    with loop.autocast(s.device, s.amp_dtype):
         logits = s.net(s.x)
     loss = s.loss_fn(logits.float(), s.y)
     s.optimizer.zero_grad(set_to_none=True)
@@ -149,7 +152,7 @@ def bare_train_step(s: _Setup) -> None:
 def measure_training(s: _Setup, steps: int, warmup: int) -> dict[str, Any]:
     """Full and bare training steps, interleaved one by one, after ``warmup`` of each.
 
-    One pass of :func:`helpers.training.train_one_epoch` runs over ``warmup + steps`` loader batches; its
+    One pass of :func:`helpers.train.loop.train_one_epoch` runs over ``warmup + steps`` loader batches; its
     ``batch_end`` callback runs and times one bare step each time, so both kinds of step see the same
     neighbours' load. A full step's time runs from the end of the previous bare step to its own
     ``batch_end``: waiting for the batch plus the whole optimisation step.
@@ -173,7 +176,7 @@ def measure_training(s: _Setup, steps: int, warmup: int) -> dict[str, Any]:
         resumed.append(time.perf_counter())
         bare.append(resumed[-1] - end)
 
-    training.train_one_epoch(s.net, _common.take(s.loader, warmup + steps), s.loss_fn, s.optimizer, s.scheduler,
+    loop.train_one_epoch(s.net, _common.take(s.loader, warmup + steps), s.loss_fn, s.optimizer, s.scheduler,
                              device=s.device, amp_dtype=s.amp_dtype, scaler=s.scaler,
                              channels_last=s.channels_last, callbacks=[interleave])
     return {"full": _common.StepTimes(full[warmup:], s.batch_size),
@@ -191,7 +194,7 @@ def measure_precisions(args: argparse.Namespace, device: torch.device, pairs: li
     """The bare training step in each of :data:`PRECISION_ROWS`, one step of each per round, in turn.
 
     Each row has its own model, optimiser and batch built by :class:`_Setup` (so by
-    :func:`helpers.fit.build_parts`, as ``fit`` builds them); ``--warmup`` rounds are untimed.
+    :func:`helpers.train.fit.build_parts`, as ``fit`` builds them); ``--warmup`` rounds are untimed.
 
     Returns:
         One dict per row: ``what``, ``amp`` (the autocast dtype or ``off``), ``channels_last``,
@@ -223,7 +226,7 @@ def profile_training(s: _Setup, steps: int, top: int) -> None:
     """cProfile one pass of ``train_one_epoch`` over ``steps`` batches; print the ``top`` functions to stderr."""
     profiler = cProfile.Profile()
     with profiler:
-        training.train_one_epoch(s.net, _common.take(s.loader, steps), s.loss_fn, s.optimizer, s.scheduler,
+        loop.train_one_epoch(s.net, _common.take(s.loader, steps), s.loss_fn, s.optimizer, s.scheduler,
                                  device=s.device, amp_dtype=s.amp_dtype, scaler=s.scaler,
                                  channels_last=s.channels_last)
     stream = io.StringIO()
@@ -234,12 +237,12 @@ def profile_training(s: _Setup, steps: int, top: int) -> None:
 def bare_infer_step(s: _Setup) -> None:
     """The model's forward pass alone on the in-memory batch (eval mode, no gradients)."""
     s.net.eval()
-    with torch.no_grad(), training.autocast(s.device, s.amp_dtype):
+    with torch.no_grad(), loop.autocast(s.device, s.amp_dtype):
         s.net(s.x)
 
 
 def measure_inference(s: _Setup, images: list[Any], steps: int, warmup: int) -> dict[str, _common.StepTimes]:
-    """The bare forward and :func:`helpers.predict.predict_batch` on ``images`` (one batch), interleaved."""
+    """The bare forward and :func:`helpers.evaluation.predict.predict_batch` on ``images`` (one batch), interleaved."""
     bare: list[float] = []
     full: list[float] = []
     for i in range(warmup + steps):
@@ -254,7 +257,7 @@ def measure_inference(s: _Setup, images: list[Any], steps: int, warmup: int) -> 
 
 
 def measure_predict_folder(s: _Setup, images_dir: Path, work: Path) -> dict[str, float]:
-    """One :func:`helpers.predict.predict_folder` call (checkpoint load to the last PNG written), paired.
+    """One :func:`helpers.evaluation.predict.predict_folder` call (checkpoint load to the last PNG written), paired.
 
     Right after the call, the bare forward runs as many batches as the call predicted, so the ratio of
     the two back-to-back timings is little affected by a neighbour's load. The weights are those being

@@ -1,11 +1,13 @@
 """Paths, smoke mode and the repository address: the only settings the course reads from the environment.
 
+Introduced in notebook 01, whose setup cell (like every notebook's) reports the data and runs folders it resolves.
+
 Environment variables (all optional):
 
 ``SKINSEG_SMOKE``   ``1`` shrinks data, image size and epochs so the whole course runs on two CPU cores
                     in minutes (pytest and ``python -m helpers.course`` set it): the ``smoke`` run profile.
                     Unset or ``0``: the profile this machine gets (``cpu`` or ``gpu``, see
-                    :mod:`helpers.profiles`).
+                    :mod:`helpers.course.profiles`).
 ``SKINSEG_PROFILE`` ``smoke``, ``cpu`` or ``gpu`` forces that run profile (and wins over ``SKINSEG_SMOKE``).
 ``SKINSEG_DATA``    a dataset folder in any supported layout (ISIC folder, official ISIC 2018, HAM10000,
                     or a folder with ``train/ val/ test|holdout/`` sub-folders). Unset: the embedded
@@ -23,7 +25,7 @@ import os
 from pathlib import Path
 
 #: The course's public repository. Forks change this line and the README badge links; then
-#: ``python -m helpers.colab sync`` rewrites the badges and setup cells of every notebook.
+#: ``python -m helpers.course sync`` rewrites the badges and setup cells of every notebook.
 REPO_URL = "https://github.com/skinseg-course/skin-lesion-segmentation"
 #: Branch the Colab badges and the Colab setup cell use.
 REPO_BRANCH = "main"
@@ -39,7 +41,7 @@ def _checkout_root() -> Path | None:
     return None
 
 
-#: The run profiles, smallest first (see :mod:`helpers.profiles`).
+#: The run profiles, smallest first (see :mod:`helpers.course.profiles`).
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
 #: Environment variable that forces a run profile.
 PROFILE_ENV = "SKINSEG_PROFILE"

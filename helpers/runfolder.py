@@ -1,6 +1,6 @@
 """The run folder of a training run: the names of its four files and their paths (introduced in notebook 04).
 
-:func:`helpers.fit.fit` keeps one folder per run (``TrainConfig.run_dir()``, ``runs/<model>`` by default)::
+:func:`helpers.train.fit.fit` keeps one folder per run (``TrainConfig.run_dir()``, ``runs/<model>`` by default)::
 
     <run_dir>/config.json   CONFIG_FILE   the TrainConfig, as JSON
     <run_dir>/history.csv   HISTORY_FILE  one row per finished epoch
@@ -18,7 +18,7 @@ from pathlib import Path
 
 #: The TrainConfig of the run, as JSON.
 CONFIG_FILE = "config.json"
-#: One row per finished epoch (``helpers.fit.HISTORY_COLUMNS``).
+#: One row per finished epoch (``helpers.train.fit.HISTORY_COLUMNS``).
 HISTORY_FILE = "history.csv"
 #: The checkpoint with the best validation Dice (what prediction loads).
 BEST_FILE = "best.pt"

@@ -11,7 +11,6 @@ import random
 import numpy as np
 import torch
 
-
 #: The device types :func:`select_device` accepts, in the order it tries them when none is named; every
 #: ``--device`` option (``choices=DEVICE_CHOICES``, default None = the first available) uses this list.
 DEVICE_CHOICES: tuple[str, ...] = ("cuda", "mps", "cpu")

@@ -16,8 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import io, layouts, metrics, runfolder, synthetic
-from helpers.data import course_splits
+from helpers import runfolder
+from helpers.data import files, layouts, synthetic
+from helpers.data.splits import course_splits
+from helpers.evaluation import metrics
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 #: Tiny models: a 4-channel SE-U-Net for the recipe, a MobileNetV2 U-Net for the reference.
@@ -182,10 +184,10 @@ def test_materialized_split_has_isic_names_and_0_255_masks(bench, tmp_path: Path
     assert sorted(p.name for p in (folder / "masks").iterdir()) == [
         "ISIC_0000001_segmentation.png", "ISIC_0000002_segmentation.png"]
     for pair in pairs:
-        written = np.asarray(Image.open(folder / "masks" / io.mask_name(pair.id)))
+        written = np.asarray(Image.open(folder / "masks" / files.mask_name(pair.id)))
         assert set(np.unique(written)) <= {0, 255}
-        np.testing.assert_array_equal(written // 255, io.read_mask(pair.mask))
-        assert io.read_image(folder / "images" / f"{pair.id}.png").shape == io.read_image(pair.image).shape
+        np.testing.assert_array_equal(written // 255, files.read_mask(pair.mask))
+        assert files.read_image(folder / "images" / f"{pair.id}.png").shape == files.read_image(pair.image).shape
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")
@@ -210,8 +212,8 @@ def test_recipe_search_scores_on_val_and_never_reads_the_heldout_split(bench, tm
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     read: list[Path] = []
     for name in ("read_image", "read_mask"):   # every image and mask read goes through these (load_pair too)
-        original = getattr(io, name)
-        monkeypatch.setattr(io, name, lambda path, *a, _f=original, **k: (read.append(Path(path)),
+        original = getattr(files, name)
+        monkeypatch.setattr(files, name, lambda path, *a, _f=original, **k: (read.append(Path(path)),
                                                                             _f(path, *a, **k))[1])
     out = tmp_path / "search.json"
     status = bench.recipe_search.main([
@@ -311,7 +313,8 @@ def test_take_step_times_and_shown_paths(bench, tmp_path: Path, monkeypatch: pyt
 
 def test_every_device_option_offers_select_devices_choices(bench) -> None:
     """The --device of every command line and select_device accept the same list: runtime.DEVICE_CHOICES."""
-    from helpers import predict, runtime, train
+    from helpers import runtime
+    from helpers.cli import predict, train
     parsers = [train.build_parser(), predict.build_parser(), bench.real_data.build_parser(),
                bench.recipe_search.build_parser(), bench.throughput.build_parser()]
     for parser in parsers:

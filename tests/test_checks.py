@@ -1,4 +1,4 @@
-"""helpers.checks (``python -m helpers.data check DIR``): every bad file is named, problems vs warnings.
+"""helpers.data.checks (``python -m helpers.data check DIR``): every bad file is named, problems vs warnings.
 
 Tests named ``test_issue11_item<N>_...`` / ``test_issue14_...`` are the ones those issues ask for; each failed on
 the code before this change (see the report of that change for how it was checked).
@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers import checks, data
+from helpers.cli import data as data_cli
+from helpers.data import checks
+from helpers.data.files import read_image
 
 
 def test_check_dataset_summarises_a_good_folder(ham_dir):
@@ -57,10 +59,10 @@ def test_check_dataset_reports_layout_errors(tmp_path, isic_dir):
 
 
 def test_cli_check_exit_codes_and_output(isic_dir, capsys):
-    assert data.main(["check", str(isic_dir), "--no-progress"]) == 0
+    assert data_cli.main(["check", str(isic_dir), "--no-progress"]) == 0
     assert "8 pairs" in capsys.readouterr().out
     expected = _break_everything(isic_dir)
-    assert data.main(["check", str(isic_dir), "--no-progress"]) == 1
+    assert data_cli.main(["check", str(isic_dir), "--no-progress"]) == 1
     out = capsys.readouterr().out
     for name, reason in expected.items():
         assert any(name in line and reason in line for line in out.splitlines()), (name, out)
@@ -169,7 +171,7 @@ def test_a_similar_layout_alone_is_not_a_near_duplicate(tmp_path, write_pair):
     keeps them from being reported, as it does for look-alike ISIC images (module docstring)."""
     for seed in (3, 36):
         write_pair(tmp_path / "images" / f"s{seed}.jpg", tmp_path / "masks" / f"s{seed}_segmentation.png", seed)
-    image = data.read_image(tmp_path / "images" / "s3.jpg")
-    other = data.read_image(tmp_path / "images" / "s36.jpg")
+    image = read_image(tmp_path / "images" / "s3.jpg")
+    other = read_image(tmp_path / "images" / "s36.jpg")
     assert (checks.perceptual_hash(image) ^ checks.perceptual_hash(other)).bit_count() <= checks.NEAR_DUPLICATE_BITS
     assert not [r for _, r in checks.check_dataset(tmp_path, progress=False).warnings if "near-duplicate" in r]

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cli, models, runfolder
-from helpers.evaluate import main as evaluate_main
-from helpers.io import mask_name, write_mask
-from helpers.predict import main as predict_main
-from helpers.train import main as train_main
+from helpers import models, runfolder
+from helpers.cli import common
+from helpers.cli.evaluate import main as evaluate_main
+from helpers.cli.predict import main as predict_main
+from helpers.cli.train import main as train_main
+from helpers.data.files import mask_name, write_mask
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
 
@@ -38,29 +39,29 @@ def one_error_line(capsys) -> str:
     return err
 
 
-# -------------------------------------------------------------------------------- cli.check_output_path
+# -------------------------------------------------------------------------------- common.check_output_path
 def test_check_output_path_accepts_new_paths_and_creates_nothing(tmp_path):
-    assert cli.check_output_path(tmp_path / "a" / "b", "--out", folder=True) == tmp_path / "a" / "b"
-    assert cli.check_output_path(tmp_path / "c" / "s.csv", "--per-image", folder=False) == tmp_path / "c" / "s.csv"
+    assert common.check_output_path(tmp_path / "a" / "b", "--out", folder=True) == tmp_path / "a" / "b"
+    assert common.check_output_path(tmp_path / "c" / "s.csv", "--per-image", folder=False) == tmp_path / "c" / "s.csv"
     assert not any(tmp_path.iterdir())
 
 
 def test_check_output_path_refuses_paths_under_files_and_files_for_folders(tmp_path, a_file):
-    with pytest.raises(cli.OutputPathError, match=r"--out .*notes.txt/run cannot be created: .*notes.txt is a file"):
-        cli.check_output_path(a_file / "run", "--out", folder=True)
-    with pytest.raises(cli.OutputPathError, match="is a file, not a folder"):
-        cli.check_output_path(a_file, "--out", folder=True)
-    with pytest.raises(cli.OutputPathError, match=r"is a folder: give a file name"):
-        cli.check_output_path(tmp_path, "--per-image", folder=False)
+    with pytest.raises(common.OutputPathError, match=r"--out .*notes.txt/run cannot be created: .*notes.txt is a file"):
+        common.check_output_path(a_file / "run", "--out", folder=True)
+    with pytest.raises(common.OutputPathError, match="is a file, not a folder"):
+        common.check_output_path(a_file, "--out", folder=True)
+    with pytest.raises(common.OutputPathError, match=r"is a folder: give a file name"):
+        common.check_output_path(tmp_path, "--per-image", folder=False)
 
 
 def test_check_output_path_refuses_a_folder_it_cannot_write(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli.tempfile, "TemporaryFile", refuse)
-    with pytest.raises(cli.OutputPathError, match=rf"no permission to create files in {tmp_path}"):
-        cli.check_output_path(tmp_path / "new", "--out", folder=True)
+    monkeypatch.setattr(common.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(common.OutputPathError, match=rf"no permission to create files in {tmp_path}"):
+        common.check_output_path(tmp_path / "new", "--out", folder=True)
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write into read-only folders")
@@ -69,8 +70,8 @@ def test_check_output_path_probes_real_permissions(tmp_path):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        with pytest.raises(cli.OutputPathError, match="no permission"):
-            cli.check_output_path(locked / "out", "--out", folder=True)
+        with pytest.raises(common.OutputPathError, match="no permission"):
+            common.check_output_path(locked / "out", "--out", folder=True)
     finally:
         locked.chmod(0o700)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import colab, config
+from helpers import config
+from helpers.course import colab
 
 
 def _run_cell(monkeypatch, *, colab_present: bool, helpers_installed: bool, clone_fails: bool = False):
@@ -198,10 +199,10 @@ def _fake_drive(monkeypatch, tmp_path):
 
 def test_use_drive_keeps_runs_and_archives_in_drive(monkeypatch, tmp_path, capsys):
     mounted = _fake_drive(monkeypatch, tmp_path)
-    import helpers.download
+    import helpers.data.download
 
     requested = []
-    monkeypatch.setattr(helpers.download, "download_dataset",
+    monkeypatch.setattr(helpers.data.download, "download_dataset",
                         lambda name, root, archives=None: requested.append((name, root, archives)) or tmp_path)
     colab.setup(download="isic2018", drive=True)
     drive_folder = tmp_path / "drive" / "MyDrive" / colab.DRIVE_FOLDER
@@ -221,7 +222,7 @@ def test_use_drive_outside_colab_changes_nothing(monkeypatch, tmp_path, capsys):
 
 
 def test_setup_download_flag_points_data_at_download(monkeypatch, tmp_path):
-    import helpers.download
+    import helpers.data.download
 
     requested = []
 
@@ -229,7 +230,7 @@ def test_setup_download_flag_points_data_at_download(monkeypatch, tmp_path):
         requested.append((name, root, archives))
         return tmp_path
 
-    monkeypatch.setattr(helpers.download, "download_dataset", fake_download)
+    monkeypatch.setattr(helpers.data.download, "download_dataset", fake_download)
     # setup() sets SKINSEG_DATA itself; registering the variable first makes monkeypatch restore its
     # original state afterwards, so the setting cannot leak into later tests or notebook kernels.
     monkeypatch.setenv("SKINSEG_DATA", "registered")

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import colab
+from helpers.course import colab
 
 TWIN = Path(__file__).resolve().parent / "colab_twin"
 
@@ -57,7 +57,7 @@ def test_the_twin_refuses_a_notebook_whose_setup_cell_is_stale(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(colab.SETUP_MARKER + ": stale")])
     source = tmp_path / "09_x.ipynb"
     nbformat.write(nb, source)
-    with pytest.raises(SystemExit, match="python -m helpers.colab sync"):
+    with pytest.raises(SystemExit, match="python -m helpers.course sync"):
         drive.twin_notebook(source, tmp_path / "out.ipynb", "new", colab.setup_cell_source(), use_drive=False)
 
 

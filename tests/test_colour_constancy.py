@@ -3,7 +3,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from helpers.transforms import ShadesOfGrey, eval_transforms, shades_of_grey
+from helpers.data.transforms import ShadesOfGrey, eval_transforms, shades_of_grey
 
 
 def _neutral_scene(seed: int = 0) -> np.ndarray:

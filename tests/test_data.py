@@ -13,10 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import cache as cache_module
-from helpers import checks, data, layouts
-from helpers.data import DatasetError, Pair
-from helpers.transforms import eval_transforms, train_transforms
+from helpers import data
+from helpers.cli import data as data_cli
+from helpers.data import cache as cache_module
+from helpers.data import checks, layouts
+from helpers.data.files import DatasetError
+from helpers.data.layouts import Pair
+from helpers.data.transforms import eval_transforms, train_transforms
+
 
 def _pairs(n: int) -> list[Pair]:
     return [Pair(f"ID_{i:04d}", Path(f"/x/{i}.jpg"), Path(f"/x/{i}_segmentation.png")) for i in range(n)]
@@ -266,7 +270,7 @@ def test_course_splits_carves_missing_splits_and_rejects_leaks(tmp_path, write_p
     splits = data.course_splits(tmp_path)
     assert [len(v) for v in splits.values()] == [8, 1, 1]
     write_pair(tmp_path / "val" / "images" / "a3.jpg", tmp_path / "val" / "masks" / "a3_segmentation.png", 3)
-    with pytest.raises(DatasetError, match="in both train and val: a3"):
+    with pytest.raises(DatasetError, match="id 'a3' in train and val"):
         data.course_splits(tmp_path)
 
 
@@ -284,7 +288,7 @@ def test_course_splits_default_reads_skinseg_data_then_synthetic(isic_dir, tmp_p
     monkeypatch.delenv("SKINSEG_DATA")
     monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SKINSEG_SMOKE", "1")
-    from helpers import synthetic
+    from helpers.data import synthetic
 
     splits = data.course_splits()
     assert sum(len(v) for v in splits.values()) == synthetic.DEFAULT_SMOKE["n"]
@@ -421,17 +425,17 @@ def test_default_num_workers(monkeypatch):
 # ------------------------------------------------------------------------------------------------------ CLI
 def test_cli_synth_writes_a_checkable_dataset(tmp_path, capsys):
     out = tmp_path / "synth"
-    assert data.main(["synth", "--out", str(out), "--n", "3", "--size", "32", "--seed", "1"]) == 0
+    assert data_cli.main(["synth", "--out", str(out), "--n", "3", "--size", "32", "--seed", "1"]) == 0
     assert "wrote 3 pairs" in capsys.readouterr().out
     assert checks.check_dataset(out, progress=False).ok and len(data.discover_pairs(out)) == 3
 
 
 def test_cli_download_calls_download_dataset(tmp_path, monkeypatch, capsys):
-    from helpers import download
+    from helpers.data import download
 
     calls = []
     monkeypatch.setattr(download, "download_dataset", lambda name, root: calls.append((name, root)) or root / name)
-    assert data.main(["download", "isic2018", "--out", str(tmp_path)]) == 0
+    assert data_cli.main(["download", "isic2018", "--out", str(tmp_path)]) == 0
     assert calls == [("isic2018", tmp_path)] and str(tmp_path / "isic2018") in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        data.main(["download", "imagenet"])
+        data_cli.main(["download", "imagenet"])

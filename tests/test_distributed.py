@@ -23,10 +23,12 @@ import pytest
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from helpers import data, distributed, losses, models, runfolder, synthetic, training
-from helpers.fit import HISTORY_COLUMNS, ResumeError, fit
-from helpers.train import build_parser, config_from_args
-from helpers.training import TrainConfig
+from helpers import data, models, runfolder
+from helpers.cli.train import build_parser, config_from_args
+from helpers.data import synthetic
+from helpers.train import distributed, loop, losses
+from helpers.train.fit import HISTORY_COLUMNS, ResumeError, fit
+from helpers.train.loop import TrainConfig
 
 N_TRAIN, N_VAL = 96, 15   # 15 validation images: shards of 8 and 7, so a padded sampler would count one twice
 WORLD = 2
@@ -44,9 +46,9 @@ DRIVER = '''
 import json, sys
 from pathlib import Path
 import torch
-from helpers import distributed
-from helpers.fit import fit
-from helpers.train import build_parser, config_from_args
+from helpers.train import distributed
+from helpers.train.fit import fit
+from helpers.cli.train import build_parser, config_from_args
 
 distributed.init_distributed(torch.device("cpu"))   # fit() then uses this group and leaves it open
 rank = distributed.get_rank()
@@ -151,8 +153,8 @@ def test_best_checkpoint_loads_and_its_val_dice_counts_each_image_once(ddp):
     val_pairs = data.discover_pairs(ddp["root"] / "val")
     loader = data.make_loaders({"val": val_pairs}, 32, 15, num_workers=0, cache=False)["val"]
     cpu = torch.device("cpu")
-    amp_dtype = training.resolve_amp(best["config"]["amp"], cpu)   # the precision the run validated in
-    scores = training.validate(model, loader, losses.build_loss("bce+dice"), device=cpu, amp_dtype=amp_dtype)
+    amp_dtype = loop.resolve_amp(best["config"]["amp"], cpu)   # the precision the run validated in
+    scores = loop.validate(model, loader, losses.build_loss("bce+dice"), device=cpu, amp_dtype=amp_dtype)
     row = pd.read_csv(run / runfolder.HISTORY_FILE).set_index("epoch").loc[best["epoch"]]
     for key in ("val_dice", "val_jaccard", "val_threshold_jaccard", "val_loss"):
         assert row[key] == pytest.approx(scores[key], abs=1e-5), key
@@ -272,14 +274,14 @@ def test_shard_sampler_rejects_a_rank_outside_the_world():
 
 def test_validate_averages_per_image_scores(tmp_path):
     """validate's sums / count equal the mean of metrics.batch_scores over the images (odd batch split)."""
-    from helpers import metrics
+    from helpers.evaluation import metrics
 
     root = tmp_path / "v"
     synthetic.write_dataset(root, n=5, size=32, seed=1, progress=False)
     loader = data.make_loaders({"val": data.discover_pairs(root)}, 32, 2, num_workers=0, cache=False)["val"]
     torch.manual_seed(0)
     model = models.build_model("se_unet", base=4).eval()
-    scores = training.validate(model, loader, losses.build_loss("bce"), device=torch.device("cpu"))
+    scores = loop.validate(model, loader, losses.build_loss("bce"), device=torch.device("cpu"))
     batch = next(iter(data.make_loaders({"val": data.discover_pairs(root)}, 32, 5, num_workers=0,
                                         cache=False)["val"]))
     with torch.no_grad():

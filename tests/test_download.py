@@ -1,4 +1,4 @@
-"""helpers.download against a local HTTP server on 127.0.0.1 (Range support switchable); no test touches the net."""
+"""helpers.data.download against a local HTTP server on 127.0.0.1 (Range support switchable); no test touches the net."""
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import checks, data, download, layouts
-from helpers.download import DownloadError, Resource
+from helpers import data
+from helpers.data import checks, download, layouts
+from helpers.data.download import DownloadError, Resource
 
 
 class _State:

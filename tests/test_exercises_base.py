@@ -1,5 +1,6 @@
 """The exercise machinery: a stub is reported, not raised; wrong answers still fail; solutions print."""
 import __future__
+
 import ast
 import inspect
 import re
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.colab import notebook_paths
-from helpers.exercises.base import STUB_MARKER, Exercises
+from helpers.course.colab import notebook_paths
+from helpers.course.exercises.base import STUB_MARKER, Exercises
 
 EX = Exercises("99")
 

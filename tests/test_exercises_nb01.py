@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from helpers.exercises import nb01
+from helpers.course.exercises import nb01
 
 
 def stub(*args):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.exercises import nb02, nb03
+from helpers.course.exercises import nb02, nb03
 
 
 def stub(*args):

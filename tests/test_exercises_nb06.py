@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from helpers.exercises import nb06
+from helpers.course.exercises import nb06
 
 
 def _stub(*args, **kwargs):

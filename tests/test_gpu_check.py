@@ -22,8 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import data, fit, layouts, models, predict, profiles, runtime, training
-from helpers.training import TrainConfig
+from helpers import data, models, runtime
+from helpers.course import profiles
+from helpers.data import layouts
+from helpers.evaluation import predict
+from helpers.train import fit, loop
+from helpers.train.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
@@ -93,9 +97,9 @@ def test_cuda_is_the_device_and_the_recipe_resolves_for_it(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert profiles.active().name == "gpu" and profiles.gpu_available()
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    assert training.resolve_amp("auto", cuda) is expected
-    assert training.resolve_amp("fp16", cuda) is torch.float16
-    assert training.resolve_channels_last(None, cuda) is True
+    assert loop.resolve_amp("auto", cuda) is expected
+    assert loop.resolve_amp("fp16", cuda) is torch.float16
+    assert loop.resolve_channels_last(None, cuda) is True
     assert runtime.accelerator_name(cuda) == torch.cuda.get_device_name(0)
 
 
@@ -126,7 +130,7 @@ def test_cuda_fp16_with_grad_scaler_takes_finite_steps(tmp_path, pairs):
     parts = fit.build_parts(cfg, fit.build_loaders(cfg, pairs), cuda)
     assert parts.amp_dtype is torch.float16 and parts.scaler.is_enabled() and parts.channels_last
     before = [p.detach().clone() for p in parts.model.parameters()]
-    loss = training.train_one_epoch(parts.net, parts.loaders["train"], parts.loss_fn, parts.optimizer, parts.scheduler,
+    loss = loop.train_one_epoch(parts.net, parts.loaders["train"], parts.loss_fn, parts.optimizer, parts.scheduler,
                                     device=cuda, amp_dtype=parts.amp_dtype, scaler=parts.scaler,
                                     channels_last=parts.channels_last)
     assert np.isfinite(loss)

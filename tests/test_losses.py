@@ -1,4 +1,4 @@
-"""helpers.losses: hand-computed values, per-image averaging, agreement with smp, empty targets, gradients."""
+"""helpers.train.losses: hand-computed values, per-image averaging, agreement with smp, empty targets, gradients."""
 import math
 
 import numpy as np
@@ -7,8 +7,9 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from helpers import losses, metrics  # metrics only to compare; losses itself never imports it
-from helpers.losses import LOSS_NAMES, build_loss
+from helpers.evaluation import metrics
+from helpers.train import losses
+from helpers.train.losses import LOSS_NAMES, build_loss
 
 
 def _batch(n=3, h=16, w=20, seed=0):

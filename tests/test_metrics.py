@@ -1,4 +1,4 @@
-"""helpers.metrics and helpers.evaluate agree with the official ISIC scorer, and with hand computations.
+"""helpers.evaluation.metrics and helpers.cli.evaluate agree with the official ISIC scorer, and with hand computations.
 
 The reference is ``isic_challenge_scoring`` (the package the ISIC 2018 challenge scored with): its Python API
 per image and macro-averaged, and its command-line tool once, on small random masks written as 0/255 PNGs.
@@ -19,8 +19,10 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from helpers import evaluate, io, metrics
-from helpers.metrics import METRIC_NAMES
+from helpers.cli import evaluate
+from helpers.data import files
+from helpers.evaluation import metrics
+from helpers.evaluation.metrics import METRIC_NAMES
 
 TOL = 1e-9
 # the official package (5.6) calls a pandas method that pandas 3 deprecates
@@ -434,7 +436,7 @@ def test_grey_rgb_masks_read_and_16bit_rejected(tmp_path):
     per_image, _ = metrics.evaluate_folders(tmp_path / "truth", tmp_path / "pred")
     assert per_image.iloc[0]["tp"] == 18 and per_image.iloc[0]["dice"] == 1.0
     _write(tmp_path / "pred", "SYN_0000000", np.zeros((6, 6), np.uint16))
-    with pytest.raises(io.DatasetError, match="16/32-bit"):
+    with pytest.raises(files.DatasetError, match="16/32-bit"):
         metrics.evaluate_folders(tmp_path / "truth", tmp_path / "pred")
 
 

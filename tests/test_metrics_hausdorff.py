@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from helpers.metrics import hausdorff95
+from helpers.evaluation.metrics import hausdorff95
 
 
 def _square(top: int, left: int, side: int = 20, shape=(64, 64)) -> np.ndarray:

@@ -5,10 +5,10 @@ import math
 import warnings
 
 import pytest
+import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
-import segmentation_models_pytorch as smp
 from helpers import runfolder
 from helpers.models import (
     ASPP,
@@ -21,11 +21,12 @@ from helpers.models import (
     SEUNet,
     build_model,
     count_parameters,
+    factory,
     load_checkpoint,
     load_model,
+    pretrained,
     save_checkpoint,
 )
-from helpers.models import factory, pretrained
 
 #: The smallest widths each model allows, so every test runs in a fraction of a second.
 TINY = {

@@ -13,8 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import course, data, layouts, synthetic
-from helpers.colab import notebook_paths
+from helpers import data
+from helpers.course import runner
+from helpers.course.colab import notebook_paths
+from helpers.data import layouts, synthetic
 
 SIZE = 64
 #: name -> (images, generator settings); the larger one is the source the notebook trains on.
@@ -57,7 +59,7 @@ def test_notebook06_trains_on_one_source_and_tests_on_the_other(tmp_path, monkey
     monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
     monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
     path = next(p for p in notebook_paths() if p.name.startswith("06_"))
-    course.run_notebook(path, tmp_path / "executed", timeout=600)
+    runner.run_notebook(path, tmp_path / "executed", timeout=600)
     executed = nbformat.read(tmp_path / "executed" / path.name, as_version=4)
     text = "\n".join(out.get("text", "") for cell in executed.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []) if out.get("output_type") == "stream")

@@ -8,9 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import colab, config
-from helpers.colab import notebook_paths
-from helpers.exercises.base import STUB_MARKER
+from helpers import config
+from helpers.course import colab
+from helpers.course.colab import notebook_paths
+from helpers.course.exercises.base import STUB_MARKER
 
 NOTEBOOKS = notebook_paths()
 IDS = [p.name for p in NOTEBOOKS]
@@ -37,8 +38,8 @@ def test_opening_is_title_badge_setup(nb):
     path, book = nb
     assert book.cells[0].cell_type == "markdown" and book.cells[0].source.startswith(f"# {path.name[:2]}")
     assert "Learning goals" in book.cells[0].source
-    assert book.cells[1].source == colab.badge_markdown(path.name), "run `python -m helpers.colab sync`"
-    assert book.cells[2].source == colab.setup_cell_source(), "run `python -m helpers.colab sync`"
+    assert book.cells[1].source == colab.badge_markdown(path.name), "run `python -m helpers.course sync`"
+    assert book.cells[2].source == colab.setup_cell_source(), "run `python -m helpers.course sync`"
 
 
 def test_has_parameters_cell_with_profile_picks(nb):
@@ -85,7 +86,7 @@ def _is_stub(fn: ast.FunctionDef) -> bool:
 
 
 def _exercise_module(path: Path):
-    return importlib.import_module(f"helpers.exercises.nb{path.name[:2]}")
+    return importlib.import_module(f"helpers.course.exercises.nb{path.name[:2]}")
 
 
 def test_exercises_are_stubs_with_checkers(nb):
@@ -101,7 +102,7 @@ def test_exercises_are_stubs_with_checkers(nb):
         assert STUB_MARKER in cells[i].source
         following = cells[i + 1]
         assert following.cell_type == "code" and f"nb{path.name[:2]}.check_" in following.source, \
-            f"{path.name}: the cell after stub cell {i} must call a helpers.exercises.nb{path.name[:2]} checker"
+            f"{path.name}: the cell after stub cell {i} must call a helpers.course.exercises.nb{path.name[:2]} checker"
         prompt = cells[i - 1]
         assert prompt.cell_type == "markdown" and f"nb{path.name[:2]}.show_solution({k})" in prompt.source, \
             f"{path.name}: the prompt of exercise {k} says `nb{path.name[:2]}.show_solution({k})` shows a solution"
@@ -147,14 +148,16 @@ def _parameter_values(number: str, profile: str, monkeypatch) -> dict:
     cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
     monkeypatch.setenv(config.PROFILE_ENV, profile)
     namespace: dict = {}
-    exec("from pathlib import Path\nfrom helpers import config, metrics, profiles\n" + cell.source, namespace)
+    prelude = ("from pathlib import Path\nfrom helpers import config\nfrom helpers.course import profiles\n"
+               "from helpers.evaluation import metrics\n")
+    exec(prelude + cell.source, namespace)
     return namespace
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_notebooks_05_and_06_train_or_load_notebook04s_runs(profile, monkeypatch, capsys):
     """05 and 06 hand train_or_load notebook 04's configs (same run folder runs/04_<model>), so they reuse its runs."""
-    from helpers import profiles
+    from helpers.course import profiles
     nb04, nb05, nb06 = (_parameter_values(n, profile, monkeypatch) for n in ("04", "05", "06"))
     expected = {name: profiles.course_recipe(name, profiles.active(profile)) for name in profiles.RECIPE_MODELS}
     assert nb04["RECIPE"] == expected and nb06["RECIPE"] == expected
@@ -168,7 +171,7 @@ def test_notebooks_05_and_06_train_or_load_notebook04s_runs(profile, monkeypatch
     # exactly what 05 and 06 reuse, and a value a learner edits there reaches the run.
     source = next(c.source for c in nbformat.read(next(p for p in NOTEBOOKS if p.name.startswith("04")), as_version=4).cells if "def recipe(" in c.source)
     (definition,) = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "recipe"]
-    exec("import dataclasses\nfrom helpers.training import TrainConfig\n" + ast.unparse(definition), nb04)
+    exec("import dataclasses\nfrom helpers.train.loop import TrainConfig\n" + ast.unparse(definition), nb04)
     for name in profiles.RECIPE_MODELS:
         assert nb04["recipe"](name) == dataclasses.replace(expected[name], resume=nb04["RESUME"])
         assert f'recipe("{name}")' in code["04"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import course
-from helpers.colab import notebook_paths
+from helpers.course import runner
+from helpers.course.colab import notebook_paths
 
 NOTEBOOKS = notebook_paths()
 
@@ -33,5 +33,5 @@ def real_course_env(real_data_dir, tmp_path_factory):
 def test_notebook_runs_on_real_images(real_course_env, path):
     """The notebook runs top to bottom (its own asserts included) on the real images; 05 reuses 04's run."""
     out = real_course_env / "executed"
-    course.run_notebook(path, out, timeout=600)
+    runner.run_notebook(path, out, timeout=600)
     assert (out / path.name).is_file()

@@ -6,7 +6,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers import plots, reliability  # noqa: E402
+from helpers.evaluation import plots, reliability
 
 
 def test_reliability_diagram_plots_each_table():

@@ -1,5 +1,5 @@
 """Prediction: probabilities at the image's size, flip TTA, post-processing, ISIC mask files, the CLI,
-and the end-to-end check train -> predict -> official ISIC scorer == helpers.metrics."""
+and the end-to-end check train -> predict -> official ISIC scorer == helpers.evaluation.metrics."""
 import copy
 import json
 import shutil
@@ -12,12 +12,23 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import data, metrics, models, runfolder, synthetic
-from helpers.fit import fit
-from helpers.io import mask_name, read_image, read_mask, write_mask
-from helpers.predict import (MANIFEST, OVERLAY_DIR, list_images, main as predict_main, postprocess, predict_batch,
-                             predict_folder, predict_probabilities, predicting)
-from helpers.training import TrainConfig
+from helpers import data, models, runfolder
+from helpers.cli.predict import main as predict_main
+from helpers.data import synthetic
+from helpers.data.files import mask_name, read_image, read_mask, write_mask
+from helpers.evaluation import metrics
+from helpers.evaluation.predict import (
+    MANIFEST,
+    OVERLAY_DIR,
+    list_images,
+    postprocess,
+    predict_batch,
+    predict_folder,
+    predict_probabilities,
+    predicting,
+)
+from helpers.train.fit import fit
+from helpers.train.loop import TrainConfig
 
 #: The file-name ending of every ISIC mask: ``<id>_segmentation.png``.
 MASK_ENDING = mask_name("")
@@ -291,7 +302,7 @@ def test_train_predict_and_official_scorer_agree_with_our_metrics(tmp_path):
 
 
 def test_error_overlay_colours_tp_fp_fn_and_keeps_tn():
-    from helpers import plots
+    from helpers.evaluation import plots
 
     image = np.full((4, 4, 3), 100, np.uint8)
     truth = np.array([[1, 1, 0, 0]] * 4, np.uint8)
@@ -313,7 +324,7 @@ def test_predict_refuses_a_folder_of_masks_it_did_not_write(checkpoint, flat_ima
     truth.mkdir()
     write_mask(truth / mask_name("ISIC_0000001"), np.ones((45, 60), bool))
     before = (truth / mask_name("ISIC_0000001")).read_bytes()
-    with pytest.raises(ValueError, match=r"already holds 1 mask\(s\) that helpers.predict did not write.*"
+    with pytest.raises(ValueError, match=r"already holds 1 mask\(s\) that helpers.evaluation.predict did not write.*"
                                          r"ISIC_0000001_segmentation.png.*--overwrite"):
         predict_folder(checkpoint, folder, truth)
     assert (truth / mask_name("ISIC_0000001")).read_bytes() == before and not (truth / MANIFEST).exists()

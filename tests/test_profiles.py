@@ -1,10 +1,11 @@
-"""helpers.profiles: the run profile follows the environment and the device, and says what it costs."""
+"""helpers.course.profiles: the run profile follows the environment and the device, and says what it costs."""
 from pathlib import Path
 
 import pytest
 
-from helpers import config, profiles
-from helpers.training import TrainConfig
+from helpers import config
+from helpers.course import profiles
+from helpers.train.loop import TrainConfig
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_describe_warns_when_gpu_is_forced_without_one():
 
 
 def test_measured_table_covers_every_notebook_and_profile():
-    from helpers.colab import notebook_paths
+    from helpers.course.colab import notebook_paths
 
     for path in notebook_paths():
         assert profiles.notebook_key(path.name) in profiles.MEASURED_SECONDS, path.name

@@ -4,10 +4,19 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import predict, reliability
-from helpers.reliability import (apply_temperature, bootstrap_ci, expected_calibration_error, fit_temperature,
-                                 flip_views, paired_bootstrap, probability_logits, reliability_bins, spearman,
-                                 tta_uncertainty)
+from helpers.evaluation import predict, reliability
+from helpers.evaluation.reliability import (
+    apply_temperature,
+    bootstrap_ci,
+    expected_calibration_error,
+    fit_temperature,
+    flip_views,
+    paired_bootstrap,
+    probability_logits,
+    reliability_bins,
+    spearman,
+    tta_uncertainty,
+)
 
 
 # ------------------------------------------------------------------------------------------ bootstrap

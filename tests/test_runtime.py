@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from helpers import runtime, training
+from helpers import runtime
+from helpers.train import loop
 
 
 @pytest.mark.parametrize("caps,expected", [
@@ -34,24 +35,24 @@ def test_a_torch_that_cannot_tell_means_no_native_bf16(monkeypatch, replacement)
         monkeypatch.setattr(torch.cpu, "get_capabilities", replacement)
     assert runtime.cpu_capabilities() == {}
     assert runtime.cpu_has_native_bf16() is False
-    assert training.resolve_amp("auto", torch.device("cpu")) is None
+    assert loop.resolve_amp("auto", torch.device("cpu")) is None
 
 
 def test_auto_amp_on_cpu_is_bf16_only_with_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    assert training.resolve_amp("auto", cpu) is torch.bfloat16
-    assert training.resolve_amp("off", cpu) is None
+    assert loop.resolve_amp("auto", cpu) is torch.bfloat16
+    assert loop.resolve_amp("off", cpu) is None
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
-    assert training.resolve_amp("auto", cpu) is None
-    assert training.resolve_amp("bf16", cpu) is torch.bfloat16  # asked for explicitly: honoured
+    assert loop.resolve_amp("auto", cpu) is None
+    assert loop.resolve_amp("bf16", cpu) is torch.bfloat16  # asked for explicitly: honoured
     with pytest.raises(ValueError, match="fp16"):
-        training.resolve_amp("fp16", cpu)
+        loop.resolve_amp("fp16", cpu)
 
 
 def test_auto_amp_stays_off_on_mps_whatever_the_cpu(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    assert training.resolve_amp("auto", torch.device("mps")) is None
+    assert loop.resolve_amp("auto", torch.device("mps")) is None
 
 
 def test_accelerator_name_of_the_cpu():

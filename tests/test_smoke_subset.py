@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import data
+from helpers.data import splits as splits_module
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_subset_is_deterministic_seeded_and_keeps_order():
 def test_smoke_mode_on_user_data_takes_the_smoke_subset(monkeypatch, split_dir):
     monkeypatch.setenv("SKINSEG_DATA", str(split_dir))
     monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
-    monkeypatch.setattr(data, "SMOKE_MAX_PAIRS", {"train": 8, "val": 4, "test": 3})
+    monkeypatch.setattr(splits_module, "SMOKE_MAX_PAIRS", {"train": 8, "val": 4, "test": 3})
     monkeypatch.setenv("SKINSEG_SMOKE", "1")
     small = data.course_splits()
     assert {k: len(v) for k, v in small.items()} == {"train": 8, "val": 4, "test": 3}

@@ -3,9 +3,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import subgroups
-from helpers.subgroups import (ita_category, ita_degrees, lesion_fraction, mask_attributes, rgb_to_lab, size_group,
-                               skin_ita, skin_mask, subgroup_table, touches_border)
+from helpers.evaluation import subgroups
+from helpers.evaluation.subgroups import (
+    ita_category,
+    ita_degrees,
+    lesion_fraction,
+    mask_attributes,
+    rgb_to_lab,
+    size_group,
+    skin_ita,
+    skin_mask,
+    subgroup_table,
+    touches_border,
+)
 
 
 def test_rgb_to_lab_matches_published_values():

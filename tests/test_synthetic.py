@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import synthetic
-from helpers.synthetic import ensure_synthetic, generate_pair, sample_seed, write_dataset
+from helpers.data import synthetic
+from helpers.data.synthetic import ensure_synthetic, generate_pair, sample_seed, write_dataset
 
 SIZE = 64
 

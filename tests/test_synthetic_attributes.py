@@ -5,9 +5,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import subgroups
-from helpers.synthetic import (ATTRIBUTE_COLUMNS, ATTRIBUTES_FILE, Domain, ensure_synthetic, generate_pair,
-                               generate_sample, sample_seed, write_dataset)
+from helpers.data.synthetic import (
+    ATTRIBUTE_COLUMNS,
+    ATTRIBUTES_FILE,
+    Domain,
+    ensure_synthetic,
+    generate_pair,
+    generate_sample,
+    sample_seed,
+    write_dataset,
+)
+from helpers.evaluation import subgroups
 
 SIZE = 64
 

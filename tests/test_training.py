@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, losses, models, resume, runfolder, runtime, synthetic, training
-from helpers.fit import HISTORY_COLUMNS, ResumeError, build_loaders, build_parts, fit, train_or_load
-from helpers.train import main as train_main
-from helpers.training import NonFiniteLossError, TrainConfig
-
+from helpers import data, models, runfolder, runtime
+from helpers.cli.train import main as train_main
+from helpers.data import synthetic
+from helpers.train import loop, losses, resume
+from helpers.train.fit import HISTORY_COLUMNS, ResumeError, build_loaders, build_parts, fit, train_or_load
+from helpers.train.loop import NonFiniteLossError, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
 
@@ -69,25 +70,25 @@ def test_config_rejects_bad_values(bad):
 
 def test_lr_factor_warms_up_linearly_then_follows_a_cosine():
     total, warm = 100, 10
-    factors = [training.lr_factor(s, total, warm) for s in range(total + 1)]
+    factors = [loop.lr_factor(s, total, warm) for s in range(total + 1)]
     assert factors[:warm] == pytest.approx([(s + 1) / warm for s in range(warm)])
     assert factors[warm] == pytest.approx(1.0)
     assert factors[55] == pytest.approx(0.5)                # half-way through the cosine
     assert factors[total] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(factors[warm:], factors[warm + 1:]))
-    assert training.lr_factor(100, 100, 0, min_ratio=0.1) == pytest.approx(0.1)
+    assert loop.lr_factor(100, 100, 0, min_ratio=0.1) == pytest.approx(0.1)
 
 
 def test_warmup_is_a_fraction_below_one_and_epochs_from_one():
-    assert training.warmup_steps(0.1, steps_per_epoch=20, total_steps=100) == 10
-    assert training.warmup_steps(2, steps_per_epoch=20, total_steps=100) == 40
-    assert training.warmup_steps(9, steps_per_epoch=20, total_steps=100) == 100   # capped
+    assert loop.warmup_steps(0.1, steps_per_epoch=20, total_steps=100) == 10
+    assert loop.warmup_steps(2, steps_per_epoch=20, total_steps=100) == 40
+    assert loop.warmup_steps(9, steps_per_epoch=20, total_steps=100) == 100   # capped
 
 
 def test_build_scheduler_steps_the_optimizer_lr_per_batch():
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([param], lr=1e-3)
-    sched = training.build_scheduler(opt, epochs=2, steps_per_epoch=5, warmup=0.2)   # 2 warm-up steps of 10
+    sched = loop.build_scheduler(opt, epochs=2, steps_per_epoch=5, warmup=0.2)   # 2 warm-up steps of 10
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -96,26 +97,26 @@ def test_build_scheduler_steps_the_optimizer_lr_per_batch():
     assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
     assert lrs[2] > lrs[5] > lrs[9] > 0
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        training.build_scheduler(opt, epochs=2, steps_per_epoch=0)
+        loop.build_scheduler(opt, epochs=2, steps_per_epoch=0)
 
 
 def test_amp_is_off_on_cpus_without_native_bf16_and_fp16_needs_cuda(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     cpu = torch.device("cpu")
-    assert training.resolve_amp("auto", cpu) is None
-    assert training.resolve_amp("off", cpu) is None
-    assert training.resolve_amp("bf16", cpu) is torch.bfloat16
+    assert loop.resolve_amp("auto", cpu) is None
+    assert loop.resolve_amp("off", cpu) is None
+    assert loop.resolve_amp("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="CUDA"):
-        training.resolve_amp("fp16", cpu)
+        loop.resolve_amp("fp16", cpu)
 
 
 def test_channels_last_follows_the_device_unless_forced(monkeypatch):
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    assert training.resolve_channels_last(None, cpu) is True and training.resolve_channels_last(None, cuda) is True
-    assert training.resolve_channels_last(False, cpu) is False and training.resolve_channels_last(None, mps) is False
+    assert loop.resolve_channels_last(None, cpu) is True and loop.resolve_channels_last(None, cuda) is True
+    assert loop.resolve_channels_last(False, cpu) is False and loop.resolve_channels_last(None, mps) is False
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
-    assert training.resolve_channels_last(None, cpu) is False and training.resolve_channels_last(True, cpu) is True
+    assert loop.resolve_channels_last(None, cpu) is False and loop.resolve_channels_last(True, cpu) is True
 
 
 def test_build_parts_uses_the_resolved_layout(tmp_path, splits, monkeypatch):
@@ -148,8 +149,8 @@ def test_input_batches_follow_the_channels_last_setting():
     for channels_last in (True, False):
         model = LayoutProbe()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        training.train_one_epoch(model, [batch], loss_fn, optimizer, device=cpu, channels_last=channels_last)
-        training.validate(model, [batch], loss_fn, device=cpu, channels_last=channels_last)
+        loop.train_one_epoch(model, [batch], loss_fn, optimizer, device=cpu, channels_last=channels_last)
+        loop.validate(model, [batch], loss_fn, device=cpu, channels_last=channels_last)
         assert model.seen == [channels_last, channels_last], f"channels_last={channels_last}"
 
 
@@ -292,12 +293,12 @@ def test_nan_loss_stops_with_advice_and_keeps_best(tmp_path, splits, monkeypatch
 
 def test_early_stopping_ends_the_run(tmp_path, splits, monkeypatch):
     scores = iter([0.5, 0.4, 0.3, 0.2])
-    real_validate = training.validate
+    real_validate = loop.validate
 
     def fake_validate(*args, **kwargs):
         return {**real_validate(*args, **kwargs), "val_dice": next(scores)}
 
-    monkeypatch.setattr(training, "validate", fake_validate)
+    monkeypatch.setattr(loop, "validate", fake_validate)
     result = fit(tiny_config(tmp_path / "early", epochs=4, patience=2), splits=splits, progress=False)
     assert result.stopped_early and result.history["epoch"].tolist() == [1, 2, 3] and result.best_epoch == 1
 
@@ -331,7 +332,7 @@ def _grad_norms_after_each_step(grad_clip):
         return 1000.0 * torch.nn.functional.binary_cross_entropy_with_logits(logits, masks)
 
     opt = torch.optim.SGD(model.parameters(), lr=1e-6)
-    training.train_one_epoch(model, _batches(), steep_loss, opt, device=torch.device("cpu"),
+    loop.train_one_epoch(model, _batches(), steep_loss, opt, device=torch.device("cpu"),
                              grad_clip=grad_clip, callbacks=[record])
     return norms
 
@@ -361,11 +362,11 @@ class _DtypeSpy(torch.nn.Module):
 def test_train_one_epoch_and_validate_run_the_forward_under_autocast(amp_dtype, expected):
     model, cpu, loss = _DtypeSpy(), torch.device("cpu"), losses.build_loss("bce")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    training.train_one_epoch(model, _batches(), loss, opt, device=cpu, amp_dtype=amp_dtype)
+    loop.train_one_epoch(model, _batches(), loss, opt, device=cpu, amp_dtype=amp_dtype)
     assert model.seen == [expected, expected]
     assert model.conv.weight.dtype == torch.float32              # autocast never changes the weights
     model.seen.clear()
-    scores = training.validate(model, _batches(1), loss, device=cpu, amp_dtype=amp_dtype)
+    scores = loop.validate(model, _batches(1), loss, device=cpu, amp_dtype=amp_dtype)
     assert model.seen == [expected] and math.isfinite(scores["val_loss"])
 
 
@@ -388,7 +389,7 @@ def test_cli_trains_in_process(tmp_path, tiny_root, capsys):
 
 
 def test_plot_history_draws_both_panels_per_run(finished_run):
-    from helpers import plots
+    from helpers.evaluation import plots
 
     fig = plots.plot_history({"a": finished_run.history, "b": finished_run.history})
     ax_loss, ax_dice = fig.axes

@@ -1,12 +1,18 @@
-"""helpers.transforms: shapes, binary masks, image/mask alignment under augmentation, seeding, denormalize."""
+"""helpers.data.transforms: shapes, binary masks, image/mask alignment under augmentation, seeding, denormalize."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from helpers.transforms import (IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transforms, resize_transform,
-                                train_transforms)
+from helpers.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    denormalize,
+    eval_transforms,
+    resize_transform,
+    train_transforms,
+)
 
 
 def _pair(h: int = 45, w: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +111,7 @@ def test_importing_the_transforms_turns_albumentations_update_check_off():
     code = ("import sys, types, urllib.request\n"
             "def refuse(*a, **k): raise OSError('the update check ran')\n"
             "urllib.request.OpenerDirector.open = refuse\n"
-            "import helpers.transforms, os\n"
+            "import helpers.data.transforms, os\n"
             "print(os.environ['NO_ALBUMENTATIONS_UPDATE'])\n")
     out = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], env=env, capture_output=True,
                          text=True, timeout=120)

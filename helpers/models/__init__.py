@@ -6,11 +6,11 @@
 * :mod:`.pretrained`: ImageNet encoder weights from the Hugging Face Hub, with the offline fallback;
 * :mod:`.checkpoint`: ``save_checkpoint``, ``load_checkpoint``, ``load_model``.
 """
-from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, load_model, save_checkpoint
-from .factory import MODEL_NAMES, SegmentationNet, available_models, build_model, count_parameters
-from .pretrained import PretrainedWeightsError, PretrainedWeightsWarning
-from .resnet_unet_aspp import ASPP, ResNetUNetASPP, crop_to, pad_to_multiple
-from .se_unet import ConvBlock, SEBlock, SEUNet
+from helpers.models.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from helpers.models.factory import MODEL_NAMES, SegmentationNet, available_models, build_model, count_parameters
+from helpers.models.pretrained import PretrainedWeightsError, PretrainedWeightsWarning
+from helpers.models.resnet_unet_aspp import ASPP, ResNetUNetASPP, crop_to, pad_to_multiple
+from helpers.models.se_unet import ConvBlock, SEBlock, SEUNet
 
 __all__ = [
     "ASPP", "CHECKPOINT_FORMAT", "MODEL_NAMES", "CheckpointError", "ConvBlock", "PretrainedWeightsError",

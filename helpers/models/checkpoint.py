@@ -1,13 +1,13 @@
 """Checkpoints of the course's models: :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_model`.
 
-Notebook 02 saves its first trained model with these; :func:`helpers.fit.fit` writes ``best.pt`` and
+Notebook 02 saves its first trained model with these; :func:`helpers.train.fit.fit` writes ``best.pt`` and
 ``last.pt`` with :func:`save_checkpoint`, and prediction (notebook 05, ``python -m helpers.predict``) reads
 them back with :func:`load_model`. A checkpoint is a dict saved with ``torch.save``::
 
     {"format": "skinseg-checkpoint/1", "model_name": str, "model_kwargs": dict, "state_dict": dict, **extra}
 
 ``model_name`` and ``model_kwargs`` are what :func:`helpers.models.build_model` needs to rebuild the network,
-so a checkpoint is enough to predict. Files are written atomically (:func:`helpers.io.atomic_write`) and read
+so a checkpoint is enough to predict. Files are written atomically (:func:`helpers.data.files.atomic_write`) and read
 safely (``torch.load(weights_only=True)``: no arbitrary Python objects).
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..io import atomic_write
-from ..runfolder import BEST_FILE, CHECKPOINT_FILES, LAST_FILE
-from .factory import SegmentationNet, build_model
+from helpers.data.files import atomic_write
+from helpers.models.factory import SegmentationNet, build_model
+from helpers.runfolder import BEST_FILE, CHECKPOINT_FILES, LAST_FILE
 
 CHECKPOINT_FORMAT = "skinseg-checkpoint/1"
 _RESERVED_KEYS = ("format", "model_name", "model_kwargs", "state_dict")

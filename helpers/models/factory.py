@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .pretrained import build_with_weights
-from .resnet_unet_aspp import ResNetUNetASPP, crop_to, pad_to_multiple
-from .se_unet import SEUNet
+from helpers.models.pretrained import build_with_weights
+from helpers.models.resnet_unet_aspp import ResNetUNetASPP, crop_to, pad_to_multiple
+from helpers.models.se_unet import SEUNet
 
 #: The five models the course compares; any other ``smp_<arch>`` also works (see :func:`available_models`).
 MODEL_NAMES: tuple[str, ...] = ("se_unet", "resnet_unet_aspp", "smp_unet", "smp_deeplabv3", "smp_deeplabv3plus")

@@ -14,7 +14,7 @@ checkpoint from Drive in its new runtime instead of training again.
 
 It fails (exit 1) on: a cell error; a line on stderr or in the output that a learner would read as a warning or
 an error (not on :data:`ALLOWED`); a package that the setup cell upgraded, downgraded or removed; the committed
-setup cell differing from ``helpers.colab.setup_cell_source()``; notebook 05 retraining notebook 04's model.
+setup cell differing from ``helpers.course.colab.setup_cell_source()``; notebook 05 retraining notebook 04's model.
 """
 from __future__ import annotations
 
@@ -77,17 +77,17 @@ def twin_notebook(source: Path, dest: Path, setup_src: str, canonical: str, use_
     """Copy ``source`` to ``dest`` with the twin's setup cell (local clone address and folder).
 
     Raises:
-        SystemExit: the committed setup cell is not the canonical one (run ``python -m helpers.colab sync``).
+        SystemExit: the committed setup cell is not the canonical one (run ``python -m helpers.course sync``).
     """
     import nbformat
 
-    from helpers import colab
+    from helpers.course import colab
 
     nb = nbformat.read(source, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(colab.SETUP_MARKER)]
     if len(cells) != 1 or cells[0].source != canonical:
-        raise SystemExit(f"{source.name}: its setup cell is not helpers.colab.setup_cell_source(): "
-                         "run python -m helpers.colab sync")
+        raise SystemExit(f"{source.name}: its setup cell is not helpers.course.colab.setup_cell_source(): "
+                         "run python -m helpers.course sync")
     cell_src = setup_src
     if use_drive:
         cell_src = cell_src.replace("USE_DRIVE = False", "USE_DRIVE = True", 1)
@@ -127,7 +127,7 @@ def run_one(path: Path, args, env: dict[str, str], baseline: dict[str, str], can
     import nbformat
     from nbclient import NotebookClient
 
-    from helpers import colab
+    from helpers.course import colab
 
     content = args.twin / "content"
     shutil.rmtree(content, ignore_errors=True)
@@ -173,7 +173,8 @@ def main() -> int:
     args.out = args.twin / "executed"
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.repo))  # stdlib-only modules: colab writes the setup cell, runfolder names files
-    from helpers import colab, runfolder
+    from helpers import runfolder
+    from helpers.course import colab
 
     canonical = colab.setup_cell_source()
     paths = sorted((args.repo / "notebooks").glob("[0-9][0-9]_*.ipynb"))

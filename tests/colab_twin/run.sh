@@ -88,7 +88,7 @@ rc=0
 # pytest (Colab ships 8.4.2) and smp are added for this step only, then removed again.
 echo "colab twin: model and pretrained-weights tests on Colab's stack"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$here/colab-constraints.txt" pytest \
-    "$(cd "$repo" && "$venv/bin/python" -c 'import sys; sys.path.insert(0, "."); from helpers import colab; print(*colab.extra_requirements("."))')" \
+    "$(cd "$repo" && "$venv/bin/python" -c 'import sys; sys.path.insert(0, "."); from helpers.course import colab; print(*colab.extra_requirements("."))')" \
     2>&1 | grep -v "^WARNING: Location 'file:///opt/" || true
 (cd "$repo" && env -u SKINSEG_HOME SKINSEG_SMOKE=1 "$venv/bin/python" -m pytest -q -o addopts="" -p no:cacheprovider \
     tests/test_pretrained_offline.py tests/test_models.py) || rc=1

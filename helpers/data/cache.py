@@ -1,0 +1,160 @@
+"""The preprocessing cache: each split decoded and resized once, stored as memory-mapped arrays.
+
+Introduced in notebook 04 (``04_training``), where :func:`helpers.data.make_loaders` builds it so epochs after
+the first read resized pairs instead of decoding JPEGs. Entries live under ``data/cache/`` and are keyed by the
+image size and every file's path, size and modification time: editing a file rebuilds its entry in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from helpers import config
+from helpers.data.files import DatasetError, atomic_write, load_pair
+from helpers.data.layouts import Pair
+from helpers.data.splits import check_no_leak
+from helpers.data.transforms import resize_transform
+
+_CACHE_VERSION = 2  # 2: masks read with the one mask rule of helpers.data.files
+
+
+def _file_stamp(path: Path) -> list[Any]:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path} ({exc}): the dataset changed since discovery; rediscover it."
+                           ) from exc
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _fingerprint(pairs: Sequence[Pair], img_size: int) -> str:
+    """Cache key: version, img_size, and every file's absolute path, size and mtime."""
+    payload = [_CACHE_VERSION, img_size, [[p.id, *_file_stamp(p.image), *_file_stamp(p.mask)] for p in pairs]]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+def _entry_name(pairs: Sequence[Pair], img_size: int) -> str:
+    """Folder name of a cache entry: the file list (not sizes/mtimes) and img_size, so a change rebuilds in place."""
+    names = [[p.id, str(p.image.resolve()), str(p.mask.resolve())] for p in pairs]
+    return f"{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]}-{img_size}px"
+
+
+class PreprocessCache:
+    """Pairs resized once to ``img_size x img_size``, stored as two memory-mapped ``.npy`` arrays.
+
+    ``images.npy`` is ``(N, S, S, 3) uint8`` and ``masks.npy`` ``(N, S, S) uint8`` {0, 1}, rows in the order of
+    ``ids``. Build one with :func:`build_cache`; ``cache[i] -> (image, mask)`` copies row ``i``. The arrays are
+    opened lazily in each process, so DataLoader workers share the page cache instead of pickled copies.
+
+    Raises:
+        DatasetError: ``folder`` is not a cache (no ``meta.json``).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        meta_path = self.folder / "meta.json"
+        if not meta_path.is_file():
+            raise DatasetError(f"{self.folder} is not a preprocessing cache (no meta.json): delete the folder "
+                               "and call build_cache() again.")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.ids: list[str] = list(meta["ids"])
+        self.img_size: int = int(meta["img_size"])
+        self.fingerprint: str = meta["fingerprint"]
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _open(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = (np.load(self.folder / "images.npy", mmap_mode="r"),
+                            np.load(self.folder / "masks.npy", mmap_mode="r"))
+        return self._arrays
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        images, masks = self._open()
+        return np.array(images[index]), np.array(masks[index])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}
+
+    def __repr__(self) -> str:
+        return f"PreprocessCache({len(self)} pairs at {self.img_size}px in {self.folder})"
+
+
+def default_cache_dir() -> Path:
+    """Where preprocessing caches live by default: ``<data_dir>/cache``."""
+    return config.data_dir() / "cache"
+
+
+def _valid_entry(folder: Path, fingerprint: str) -> bool:
+    try:
+        return PreprocessCache(folder).fingerprint == fingerprint and (folder / "images.npy").is_file() \
+            and (folder / "masks.npy").is_file()
+    except (DatasetError, OSError, ValueError, KeyError):
+        return False
+
+
+def _write_entry(tmp: Path, pairs: Sequence[Pair], img_size: int, fingerprint: str, progress: bool) -> None:
+    """Decode, resize and store every pair in the new folder ``tmp``."""
+    tmp.mkdir(parents=True)
+    n = len(pairs)
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                       shape=(n, img_size, img_size, 3))
+    masks = np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, img_size, img_size))
+    resize = resize_transform(img_size)
+    for i, pair in enumerate(tqdm(pairs, desc=f"caching {n} pairs at {img_size}px", disable=not progress)):
+        image, mask = load_pair(pair)
+        out = resize(image=image, mask=mask)
+        images[i], masks[i] = out["image"], out["mask"]
+    images.flush()
+    masks.flush()
+    del images, masks
+    meta = {"version": _CACHE_VERSION, "img_size": img_size, "fingerprint": fingerprint,
+            "ids": [p.id for p in pairs], "sources": [[str(p.image), str(p.mask)] for p in pairs]}
+    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def build_cache(pairs: Sequence[Pair], img_size: int, cache_dir: str | os.PathLike[str] | None = None,
+                progress: bool = True) -> PreprocessCache:
+    """Resize ``pairs`` to ``img_size`` once and store them under ``cache_dir`` (reused while files are unchanged).
+
+    The entry's key covers ``img_size`` and every file's path, size and modification time: editing,
+    replacing or touching a file rebuilds the entry (in place). Entries are written with
+    :func:`helpers.data.files.atomic_write`, so an interrupted build never leaves a half-written cache.
+
+    Args:
+        pairs: the pairs to store, in the order the dataset will index them.
+        img_size: side of the square arrays, in pixels.
+        cache_dir: parent folder; default :func:`default_cache_dir`.
+        progress: show a tqdm bar while building.
+
+    Raises:
+        DatasetError: no pairs, a repeated id, or a file cannot be read / breaks the mask rule / a mask's size
+            differs from its image's.
+        ValueError: ``img_size`` is not a positive int.
+    """
+    if not pairs:
+        raise DatasetError("no pairs to cache: the split is empty (check the dataset with "
+                           "`python -m helpers.data check DIR`).")
+    resize_transform(img_size)  # validates img_size
+    check_no_leak({"the pairs to cache": pairs}, where="the pairs to cache")
+    parent = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entry = parent / _entry_name(pairs, img_size)
+    fingerprint = _fingerprint(pairs, img_size)
+    if _valid_entry(entry, fingerprint):
+        return PreprocessCache(entry)
+    try:
+        with atomic_write(entry) as tmp:
+            _write_entry(tmp, pairs, img_size, fingerprint, progress)
+    except OSError:  # another process finished the same entry first
+        if not _valid_entry(entry, fingerprint):
+            raise
+    return PreprocessCache(entry)

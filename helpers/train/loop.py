@@ -1,0 +1,392 @@
+"""The training recipe, piece by piece, as notebook 04 (training) teaches it.
+
+* :class:`TrainConfig`: everything that defines a run; the defaults are the course's recipe (notebook 04 says where
+  it departs from the reference recipe it adopts, and why).
+* :func:`build_optimizer` (AdamW), :func:`build_scheduler` (linear warm-up, then a cosine, stepped once per
+  batch; :func:`lr_factor` is its formula, :func:`warmup_steps` its warm-up length), :func:`resolve_amp`
+  (which autocast dtype, if any, suits the device) and :func:`autocast` (the context that applies it).
+* :func:`train_one_epoch` (forward, loss, backward, optional gradient clipping, AdamW step, scheduler step)
+  and :func:`validate` (loss and the ISIC metrics, macro-averaged over the validation images).
+
+Notebook 04 writes one epoch loop by hand, then hands over to these. :func:`helpers.train.fit.fit` wires them into
+a whole run (run folder, checkpoints, resuming, several GPUs); the command line is ``python -m helpers.train``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from helpers import config, runtime
+from helpers.data.files import write_text_atomic
+from helpers.evaluation import metrics
+from helpers.train import distributed
+
+AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
+#: A callback receives an event name (``"batch_end"`` or ``"epoch_end"``) and a dict describing it.
+Callback = Callable[[str, dict[str, Any]], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite: training stopped; ``best.pt`` and ``last.pt`` were left untouched."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; the defaults are the course's recipe (see notebook 04).
+
+    Attributes:
+        model: a :func:`helpers.models.build_model` name (``resnet_unet_aspp``, ``se_unet``, ``smp_unet``...).
+        model_kwargs: extra keyword arguments for the model (e.g. ``{"base": 8}`` for a small SE-U-Net).
+        pretrained: start the encoder from ImageNet weights (downloads once); False trains from scratch.
+        img_size: side of the square training images, in pixels.
+        epochs: number of passes over the training split.
+        batch_size: images per optimisation step and process: under ``torchrun --nproc_per_node N`` each
+            step sees ``N * batch_size`` images (scale ``lr`` yourself if you want to keep lr per image).
+        lr: peak learning rate of AdamW (reached at the end of the warm-up).
+        weight_decay: AdamW's decoupled weight decay.
+        warmup: linear warm-up length: a value in [0, 1) is a fraction of all steps, a value >= 1 counts
+            epochs (``2`` = two epochs of warm-up). The cosine decay follows, one scheduler step per batch.
+        min_lr_ratio: the cosine ends at ``lr * min_lr_ratio``.
+        loss: a :func:`helpers.train.losses.build_loss` name: ``bce+dice`` (the recipe), ``bce`` (pixel-wise
+            binary cross-entropy, the classic baseline), ``dice``, ``tversky``.
+        grad_clip: None (off) or the maximum global L2 norm of the gradients (``clip_grad_norm_``).
+        amp: mixed precision: ``auto`` (bf16 on CUDA GPUs that support it, else fp16 with a GradScaler;
+            bf16 on CPUs with native bf16, off on other CPUs and MPS; :func:`resolve_amp`), ``off``, ``bf16``
+            or ``fp16`` (CUDA only).
+        channels_last: NHWC memory layout; None = :func:`resolve_channels_last` (CUDA, and CPUs with native bf16).
+        augment: use the training augmentations of :func:`helpers.data.transforms.train_transforms`.
+        seed: seeds weights, data order and augmentations; the same seed gives the same run on the CPU.
+        patience: early stopping: stop after this many epochs without a better validation Dice; None = off.
+        num_workers: DataLoader worker processes; None lets :func:`helpers.data.make_loaders` choose.
+        data: dataset folder for :func:`helpers.data.course_splits`; None = ``SKINSEG_DATA`` or the
+            embedded synthetic set.
+        out: run folder; None = ``runs/<model>`` under :func:`helpers.config.runs_dir`.
+        device: ``cuda``, ``mps`` or ``cpu`` to force one; None picks the best available.
+        resume: continue from ``<out>/last.pt`` when it exists (and refuse if it belongs to another recipe).
+    """
+
+    model: str = "resnet_unet_aspp"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    img_size: int = 256
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.1
+    min_lr_ratio: float = 0.0
+    loss: str = "bce+dice"
+    grad_clip: float | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    augment: bool = True
+    seed: int = 0
+    patience: int | None = None
+    num_workers: int | None = None
+    data: str | None = None
+    out: str | None = None
+    device: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("img_size", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0 or self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"need weight_decay >= 0, warmup >= 0 and 0 <= min_lr_ratio <= 1, got "
+                             f"{self.weight_decay}, {self.warmup}, {self.min_lr_ratio}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"TrainConfig.grad_clip must be None (off) or a positive norm, got {self.grad_clip!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"TrainConfig.patience must be None (off) or >= 1 epoch, got {self.patience!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ValueError(f"TrainConfig.amp must be one of {AMP_CHOICES}, got {self.amp!r}")
+        try:  # JSON form (tuples become lists) so a config read back from config.json compares equal
+            self.model_kwargs = json.loads(json.dumps(dict(self.model_kwargs)))
+        except TypeError as err:
+            raise ValueError(f"TrainConfig.model_kwargs must hold JSON values (numbers, strings, lists), "
+                             f"got {self.model_kwargs!r}: {err}") from err
+        if self.data is not None:
+            self.data = str(self.data)
+        if self.out is not None:
+            self.out = str(self.out)
+
+    def run_dir(self) -> Path:
+        """The run folder: ``out`` if given, else ``runs/<model>``."""
+        return Path(self.out) if self.out else config.runs_dir() / self.model
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: ``values`` holds keys that are not TrainConfig fields (named in the message).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**dict(values))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config as indented JSON to ``path`` and return it."""
+        path = Path(path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a config written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Optimiser, schedule, precision
+# --------------------------------------------------------------------------------------------------------
+def build_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4) -> torch.optim.AdamW:
+    """AdamW over the model's trainable parameters (decoupled weight decay, Loshchilov & Hutter 2019)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters: unfreeze some layers before training")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def warmup_steps(warmup: float, steps_per_epoch: int, total_steps: int) -> int:
+    """Number of warm-up steps: ``warmup`` < 1 is a fraction of ``total_steps``, >= 1 counts epochs.
+
+    The result is capped at ``total_steps``.
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    steps = round(warmup * total_steps) if warmup < 1 else round(warmup * steps_per_epoch)
+    return int(min(steps, total_steps))
+
+
+def lr_factor(step: int, total_steps: int, warmup: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate for optimisation step ``step`` (0-based).
+
+    Linear warm-up over the first ``warmup`` steps (``(step + 1) / warmup``, reaching 1 on step
+    ``warmup - 1``), then a cosine from 1 down to ``min_ratio`` at step ``total_steps``:
+    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2`` with ``t = (step - warmup) / (total_steps - warmup)``.
+
+    Raises:
+        ValueError: ``total_steps < 1`` or ``warmup`` outside ``[0, total_steps]``.
+    """
+    if total_steps < 1 or not 0 <= warmup <= total_steps:
+        raise ValueError(f"need total_steps >= 1 and 0 <= warmup <= total_steps, got {total_steps}, {warmup}")
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_epoch: int,
+                    warmup: float = 0.1, min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine schedule with linear warm-up, stepped once per batch (call ``scheduler.step()`` after
+    ``optimizer.step()``). See :func:`lr_factor` for the formula and :func:`warmup_steps` for ``warmup``.
+
+    Raises:
+        ValueError: ``epochs`` or ``steps_per_epoch`` < 1 (an empty training split).
+    """
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(f"need epochs >= 1 and steps_per_epoch >= 1, got {epochs} and {steps_per_epoch}: "
+                         "is the training split empty or smaller than one batch?")
+    total = epochs * steps_per_epoch
+    n_warm = warmup_steps(warmup, steps_per_epoch, total)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, n_warm, min_lr_ratio))
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device``, or None for full float32.
+
+    ``auto``: bfloat16 on CUDA GPUs that support it (Ampere and later), float16 on older CUDA GPUs,
+    bfloat16 on CPUs with native bf16 units (AVX512-BF16 or AMX, :func:`helpers.runtime.cpu_has_native_bf16`;
+    measured 1.8x the epochs per minute of float32 with the same validation Dice, see benchmarks/README.md), off on
+    other CPUs (there bf16 is emulated, slower than float32) and on MPS (support varies).
+
+    Raises:
+        ValueError: unknown ``amp``, or ``fp16`` requested off CUDA.
+    """
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
+    if amp == "auto" and device.type == "cpu":
+        return torch.bfloat16 if runtime.cpu_has_native_bf16() else None
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        # Native bf16 only (Ampere and later): older GPUs such as Colab's T4 merely emulate it, slowly.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA GPU (this run is on {device.type}): use amp='auto' or 'off'")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """Whether the model and its inputs use the NHWC (``channels_last``) memory layout on ``device``.
+
+    ``None`` (the default): on for CUDA (tensor cores want NHWC) and for CPUs with native bf16
+    (:func:`helpers.runtime.cpu_has_native_bf16`), where it was measured 1.2x faster end to end with bf16
+    autocast at the same validation Dice (benchmarks/README.md); off on other CPUs and MPS, where it was not
+    measured. ``True`` / ``False`` force it.
+    """
+    if channels_last is not None:
+        return bool(channels_last)
+    return device.type == "cuda" or (device.type == "cpu" and runtime.cpu_has_native_bf16())
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """The autocast context of a forward pass: ``amp_dtype`` (from :func:`resolve_amp`) on ``device``'s type,
+    disabled (plain float32) when ``amp_dtype`` is None."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
+# --------------------------------------------------------------------------------------------------------
+# One epoch of training, one pass of validation
+# --------------------------------------------------------------------------------------------------------
+def _to_device(batch: Mapping[str, Any], device: torch.device,
+               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (N, 3, S, S), masks (N, 1, S, S))`` of a loader batch on ``device``."""
+    images = batch["image"].to(device, non_blocking=True)
+    masks = batch["mask"].to(device, non_blocking=True).float()
+    if masks.dim() == 3:
+        masks = masks.unsqueeze(1)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+def train_one_epoch(model: nn.Module, loader: Any, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
+                    device: torch.device, amp_dtype: torch.dtype | None = None,
+                    scaler: torch.amp.GradScaler | None = None, grad_clip: float | None = None,
+                    channels_last: bool = False, epoch: int = 1, bar: Any = None,
+                    callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+    """One pass over ``loader`` updating ``model``; the scheduler steps once per batch.
+
+    Args:
+        loader: yields ``{"image": (N, 3, S, S) float32, "mask": (N, 1, S, S) float32}`` batches.
+        amp_dtype: autocast dtype (see :func:`resolve_amp`), None for float32.
+        scaler: a GradScaler for float16 (None or disabled otherwise).
+        grad_clip: clip the global gradient norm to this value; None = no clipping.
+        bar: a tqdm bar to advance (optional).
+        callbacks: called as ``cb("batch_end", {"epoch", "batch", "loss", "lr"})`` after each step.
+
+    Returns:
+        ``{"train_loss": mean loss per image, "lr": learning rate of the last step, "steps": batches,
+        "images": images seen}`` (of this process when ``model`` is wrapped in DistributedDataParallel).
+
+    Raises:
+        NonFiniteLossError: a batch's loss is NaN or infinite (the weights of that step are not updated).
+            Under DistributedDataParallel every process raises it when any process's loss is not finite.
+    """
+    synchronise = distributed.unwrap(model) is not model and distributed.is_distributed()
+    model.train()
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
+    total, seen, lr, steps = 0.0, 0, float("nan"), 0
+    for i, batch in enumerate(loader):
+        images, masks = _to_device(batch, device, channels_last)
+        with autocast(device, amp_dtype):
+            logits = model(images)
+        loss = loss_fn(logits.float(), masks)
+        value = float(loss.detach())
+        if not _finite_everywhere(value, synchronise):
+            where = value if not math.isfinite(value) else "not finite in another process"
+            raise NonFiniteLossError(f"training loss is {where} at epoch {epoch}, batch {i + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        total += value * images.shape[0]
+        seen += images.shape[0]
+        steps += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / seen:.4f}", lr=f"{lr:.2e}")
+        for cb in callbacks:
+            cb("batch_end", {"epoch": epoch, "batch": i + 1, "loss": value, "lr": lr})
+    if seen == 0:
+        raise ValueError("the training loader yielded no batches: the training split is empty "
+                         "(or smaller than one batch with drop_last)")
+    return {"train_loss": total / seen, "lr": lr, "steps": steps, "images": seen}
+
+
+def _finite_everywhere(value: float, synchronise: bool) -> bool:
+    """``value`` is finite here and, when ``synchronise``, in every other process too (so all stop together)."""
+    finite = math.isfinite(value)
+    if synchronise:
+        return distributed.all_reduce_sums({"non_finite": not finite})["non_finite"] == 0
+    return finite
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: Any, loss_fn: nn.Module, *, device: torch.device,
+             amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+             threshold: float = metrics.DEFAULT_THRESHOLD, all_ranks: bool = False) -> dict[str, float]:
+    """Validation loss and ISIC scores, macro-averaged over the images of ``loader``.
+
+    Sums of per-image values and the image count are accumulated, then divided: with ``all_ranks`` the sums
+    of every process are added first (:func:`helpers.train.distributed.all_reduce_sums`), so each process returns
+    the scores of the whole validation set when each validated its own shard
+    (:class:`helpers.train.distributed.ShardSampler`: every image in exactly one shard).
+
+    Args:
+        model: the plain model (not the DistributedDataParallel wrapper: shards may differ in length).
+        all_ranks: combine the shards of all processes; every process must call ``validate`` then.
+
+    Returns:
+        ``{"val_loss", "val_dice", "val_jaccard", "val_threshold_jaccard"}``: the loss is the mean per
+        image; the scores are means over images of :func:`helpers.evaluation.metrics.batch_scores` at ``threshold``.
+
+    Raises:
+        ValueError: the loader is empty (all loaders, with ``all_ranks``).
+        NonFiniteLossError: the validation loss is NaN or infinite.
+    """
+    model.eval()
+    sums = dict.fromkeys(("loss", "dice", "jaccard", "threshold_jaccard", "images"), 0.0)
+    for batch in loader:
+        images, masks = _to_device(batch, device, channels_last)
+        with autocast(device, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
+        sums["loss"] += float(loss_fn(logits, masks)) * images.shape[0]
+        sums["images"] += images.shape[0]
+        batch_result = metrics.batch_scores(logits, masks, threshold=threshold)
+        for key in ("dice", "jaccard", "threshold_jaccard"):
+            sums[key] += float(batch_result[key].double().sum())
+    if all_ranks:
+        sums = distributed.all_reduce_sums(sums)
+    seen = sums["images"]
+    if seen == 0:
+        raise ValueError("the validation loader yielded no batches: the validation split is empty")
+    val_loss = sums["loss"] / seen
+    if not math.isfinite(val_loss):
+        raise NonFiniteLossError(f"validation loss is {val_loss}")
+    return {"val_loss": val_loss, "val_dice": sums["dice"] / seen, "val_jaccard": sums["jaccard"] / seen,
+            "val_threshold_jaccard": sums["threshold_jaccard"] / seen}
+
+
