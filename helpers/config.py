@@ -116,20 +116,27 @@ def figures_dir() -> Path:
     return path
 
 
+#: Environment variable naming the learner's dataset folder (unset: the embedded synthetic set).
+DATA_ENV = "SKINSEG_DATA"
+
+
 def user_data_dir() -> Path | None:
     """The dataset folder named by ``SKINSEG_DATA``, or None to use the embedded synthetic data.
 
     Raises:
-        FileNotFoundError: ``SKINSEG_DATA`` is set but names no folder.
+        FileNotFoundError: ``SKINSEG_DATA`` is set but names no folder; the message names the variable, the
+            folder and the fix (:func:`helpers.data.splits.resolve_dataset` raises it as a ``DatasetError``).
     """
-    env = os.environ.get("SKINSEG_DATA")
+    env = os.environ.get(DATA_ENV)
     if not env:
         return None
     path = Path(env).expanduser().resolve()
     if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
         raise FileNotFoundError(
-            f"SKINSEG_DATA={env!r} is not a folder: point it at a dataset folder "
-            "(see `python -m helpers.data check DIR`) or unset it to use the synthetic data."
+            f"{DATA_ENV}={env!r} names no dataset folder: {path} {what}. Point {DATA_ENV} at a dataset folder "
+            f"(check it with `python -m helpers.data check DIR`), or unset {DATA_ENV} to use the embedded "
+            "synthetic data."
         )
     return path
 

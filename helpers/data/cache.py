@@ -6,9 +6,11 @@ image size and every file's path, size and modification time: editing a file reb
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ from helpers.data.splits import check_no_leak
 from helpers.data.transforms import resize_transform
 
 _CACHE_VERSION = 2  # 2: masks read with the one mask rule of helpers.data.files
+#: Bytes a cache entry needs beyond its arrays: the two .npy headers and meta.json (ids and file paths).
+_OVERHEAD_BYTES, _OVERHEAD_PER_PAIR = 1 << 20, 1024
+#: Rows of masks counted at once by :meth:`PreprocessCache.lesion_fractions` (bounded memory).
+_ROWS_PER_CHUNK = 256
 
 
 def _file_stamp(path: Path) -> list[Any]:
@@ -82,6 +88,14 @@ class PreprocessCache:
         images, masks = self._open()
         return np.array(images[index]), np.array(masks[index])
 
+    def lesion_fractions(self) -> np.ndarray:
+        """The lesion pixel fraction of every cached mask, ``(N,) float64`` in [0, 1] (read in chunks)."""
+        _, masks = self._open()
+        pixels = max(1, self.img_size * self.img_size)
+        counts = [np.count_nonzero(masks[i:i + _ROWS_PER_CHUNK], axis=(1, 2))
+                  for i in range(0, len(masks), _ROWS_PER_CHUNK)]
+        return np.concatenate(counts).astype(np.float64) / pixels if counts else np.zeros(0)
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None}
 
@@ -102,13 +116,62 @@ def _valid_entry(folder: Path, fingerprint: str) -> bool:
         return False
 
 
+def bytes_needed(n: int, img_size: int) -> int:
+    """Disk bytes a cache entry of ``n`` pairs at ``img_size`` px takes: RGB images, masks, headers, meta.json."""
+    return n * img_size * img_size * 4 + _OVERHEAD_BYTES + n * _OVERHEAD_PER_PAIR
+
+
+def _size_text(n_bytes: float) -> str:
+    """``1.5 GB``, ``340 MB``, ``12 kB``: a size for a message."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{int(n_bytes)} bytes"
+
+
+def _no_space(parent: Path, needed: int, free: int) -> DatasetError:
+    return DatasetError(f"the preprocessing cache needs {_size_text(needed)} in {parent} but only "
+                        f"{_size_text(free)} are free there: free some space, set SKINSEG_HOME to a folder on a disk "
+                        "with room (the cache lives in <SKINSEG_HOME>/data/cache) or pass another cache folder, or "
+                        "train with cache=False (every file decoded every epoch: slower).")
+
+
+def _require_space(parent: Path, needed: int) -> None:
+    """Refuse (DatasetError: needed, free, where) before a memory map that the disk could not hold.
+
+    A memory-mapped file on a full disk kills the process with SIGBUS ("Bus error"), with no Python error.
+    """
+    free = shutil.disk_usage(parent).free
+    if needed > free:
+        raise _no_space(parent, needed, free)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate ``path``'s blocks now (posix_fallocate), so a disk filled meanwhile raises ENOSPC here instead of
+    SIGBUS on a write through the memory map. A no-op where the OS or file system cannot."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with path.open("r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise
+            # EINVAL / EOPNOTSUPP: this file system cannot reserve; the free-space check stands
+
+
+def _open_array(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    _reserve(path)
+    return array
+
+
 def _write_entry(tmp: Path, pairs: Sequence[Pair], img_size: int, fingerprint: str, progress: bool) -> None:
     """Decode, resize and store every pair in the new folder ``tmp``."""
     tmp.mkdir(parents=True)
     n = len(pairs)
-    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                       shape=(n, img_size, img_size, 3))
-    masks = np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, img_size, img_size))
+    images = _open_array(tmp / "images.npy", (n, img_size, img_size, 3))
+    masks = _open_array(tmp / "masks.npy", (n, img_size, img_size))
     resize = resize_transform(img_size)
     for i, pair in enumerate(tqdm(pairs, desc=f"caching {n} pairs at {img_size}px", disable=not progress)):
         image, mask = load_pair(pair)
@@ -117,9 +180,13 @@ def _write_entry(tmp: Path, pairs: Sequence[Pair], img_size: int, fingerprint: s
     images.flush()
     masks.flush()
     del images, masks
-    meta = {"version": _CACHE_VERSION, "img_size": img_size, "fingerprint": fingerprint,
-            "ids": [p.id for p in pairs], "sources": [[str(p.image), str(p.mask)] for p in pairs]}
-    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    _write_meta(tmp, {"version": _CACHE_VERSION, "img_size": img_size, "fingerprint": fingerprint,
+                      "ids": [p.id for p in pairs], "sources": [[str(p.image), str(p.mask)] for p in pairs]})
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """``folder/meta.json``, written last: a folder with it is a complete entry."""
+    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def build_cache(pairs: Sequence[Pair], img_size: int, cache_dir: str | os.PathLike[str] | None = None,
@@ -136,9 +203,13 @@ def build_cache(pairs: Sequence[Pair], img_size: int, cache_dir: str | os.PathLi
         cache_dir: parent folder; default :func:`default_cache_dir`.
         progress: show a tqdm bar while building.
 
+    Before the memory-mapped arrays are created, the free space of the cache folder is checked against
+    :func:`bytes_needed`; whatever fails while writing (a full disk, Ctrl-C) removes the hidden temporary folder.
+
     Raises:
-        DatasetError: no pairs, a repeated id, or a file cannot be read / breaks the mask rule / a mask's size
-            differs from its image's.
+        DatasetError: no pairs, a repeated id, a file cannot be read / breaks the mask rule / a mask's size
+            differs from its image's, or the cache folder cannot be created or written or has too little free
+            space (the message says how much is needed, how much is free and where).
         ValueError: ``img_size`` is not a positive int.
     """
     if not pairs:
@@ -152,9 +223,25 @@ def build_cache(pairs: Sequence[Pair], img_size: int, cache_dir: str | os.PathLi
     if _valid_entry(entry, fingerprint):
         return PreprocessCache(entry)
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(parent, exc) from exc
+    needed = bytes_needed(len(pairs), img_size)
+    _require_space(parent, needed)
+    try:
         with atomic_write(entry) as tmp:
             _write_entry(tmp, pairs, img_size, fingerprint, progress)
-    except OSError:  # another process finished the same entry first
-        if not _valid_entry(entry, fingerprint):
-            raise
+    except OSError as exc:
+        if _valid_entry(entry, fingerprint):  # another process finished the same entry first
+            return PreprocessCache(entry)
+        if exc.errno == errno.ENOSPC:
+            raise _no_space(parent, needed, shutil.disk_usage(parent).free) from exc
+        raise _cannot_write(parent, exc) from exc
     return PreprocessCache(entry)
+
+
+def _cannot_write(parent: Path, exc: OSError) -> DatasetError:
+    return DatasetError(f"cannot write the preprocessing cache in {parent} ({exc.strerror or exc}"
+                        f"{': ' + str(exc.filename) if exc.filename else ''}): set SKINSEG_HOME to a folder you can "
+                        "write to (the cache lives in <SKINSEG_HOME>/data/cache) or pass another cache folder, or "
+                        "train with cache=False.")

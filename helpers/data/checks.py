@@ -3,13 +3,16 @@
 Introduced in notebook 01 (``01_data_exploration``), which checks the course data before looking at it.
 :func:`check_dataset` collects every problem instead of stopping at the first:
 
-* PROBLEMS (exit 1): a file that does not decode, an image without a mask or a mask without an image, an id
-  seen twice in one folder, a mask whose size differs from its image's, a mask the mask rule refuses
-  (:func:`helpers.data.files.read_mask`: 0/1, colour, alpha-only, 16-bit, non-binary), **the same image content under
-  two ids** (sha256 of the decoded pixels), **one id in two split folders** (``train/`` and ``val/``...), and
-  one ``lesion_id`` of the metadata CSV (:mod:`helpers.data.layouts`) in two split folders.
+* PROBLEMS (exit 1): a file that does not decode, a file name that is not valid UTF-8, an image without a mask
+  or a mask without an image, an id seen twice in one folder, a mask whose size differs from its image's, a mask
+  the mask rule refuses (:func:`helpers.data.files.read_mask`: 0/1, colour, alpha-only, 16-bit, non-binary),
+  **the same image content under two ids** (sha256 of the decoded pixels) of two lesions, **one id in two split
+  folders** (``train/`` and ``val/``...), and one ``lesion_id`` of the metadata CSV (:mod:`helpers.data.layouts`)
+  in two split folders.
 * WARNINGS: empty or full masks, a median lesion fraction above :data:`MAX_MEDIAN_LESION_FRACTION` ("are the
-  masks inverted?"), and **near-duplicate images** (a resized, recompressed or recoloured copy, the same lesion
+  masks inverted?"; training refuses it, see :func:`helpers.data.dataset.make_loaders`), the same image content
+  under two ids that the metadata CSV gives one ``lesion_id`` (HAM10000 has two such pairs: the lesion keeps
+  them in one split), and **near-duplicate images** (a resized, recompressed or recoloured copy, the same lesion
   photographed again from the same spot): two DCT perceptual hashes (:func:`perceptual_hash`) within
   :data:`NEAR_DUPLICATE_BITS` of 63 bits (8x8 frequencies of a 32x32 thumbnail) and within
   :data:`NEAR_DUPLICATE_FINE_BITS` of 255 bits (16x16 frequencies of a 64x64 thumbnail).
@@ -52,6 +55,7 @@ from helpers.data.layouts import (
     detect_layout,
     has_isic2018_truth,
     mask_id,
+    printable,
     read_groups,
     require_dir,
     scan,
@@ -115,7 +119,7 @@ class CheckReport:
                 lines.append(f"{len(items)} {label}(s):")
                 lines += [f"  {path}: {reason}" for path, reason in items]
         lines.append("OK" if self.ok else f"NOT OK: {len(self.problems)} problem(s); fix or remove those files")
-        return "\n".join(lines)
+        return "\n".join(map(printable, lines))  # a non-UTF-8 file name prints as \xNN escapes
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -212,6 +216,9 @@ def _check_part(name: str, folder: Path, layout: str, subset: str, report: Check
     """
     found = scan(folder, detect_layout(folder) if layout == "auto" else layout, subset)
     groups = read_groups(folder) or groups or {}
+    report.problems += [(p, f"file name {printable(p.name)} is not valid UTF-8: rename it (and its image or mask "
+                            "to match) with a UTF-8 name; ASCII letters, digits, '-' and '_' are safest (training "
+                            "refuses it)") for p in found.bad_names]
     report.problems += [(p, f"image has no mask ({p.stem}{MASK_SUFFIX}{MASK_EXTENSION} expected in "
                             f"{found.mask_dir})") for p in found.images_without_mask]
     report.problems += [(p, f"mask has no image (expected {mask_id(p)}.jpg/.png in "
@@ -246,9 +253,22 @@ def _cross_checks(report: CheckReport, seen: _Seen) -> None:
         for ident, path in copies[1:]:
             exact.add(frozenset((first, path)))
             if ident != first_id:
-                report.problems.append((path, f"same pixels as {first} (id {first_id!r}) under another id "
-                                              f"{ident!r}: keep one copy (a duplicate can land in two splits)"))
+                _same_pixels(report, seen.groups, (first_id, first), (ident, path))
     _near_duplicates(report, seen.phash, exact)
+
+
+def _same_pixels(report: CheckReport, groups: dict[str, str], first: tuple[str, Path], copy: tuple[str, Path]) -> None:
+    """The same pixels under two ids: a warning when the metadata CSV gives both one lesion (kept in one split),
+    else a problem (across lesions a copy can land in two splits)."""
+    (first_id, first_path), (ident, path) = first, copy
+    lesion = groups.get(ident)
+    if lesion is not None and groups.get(first_id) == lesion:
+        report.warnings.append((path, f"same pixels as {first_path} (id {first_id!r}) under another id {ident!r}, "
+                                      f"both of {GROUP_COLUMN} {lesion!r}: the lesion keeps them in one split; "
+                                      "keep one copy unless both are meant"))
+    else:
+        report.problems.append((path, f"same pixels as {first_path} (id {first_id!r}) under another id "
+                                      f"{ident!r}: keep one copy (a duplicate can land in two splits)"))
 
 
 def _near_duplicates(report: CheckReport, hashes: list[tuple[int, int, Path]], exact: set[frozenset[Path]]) -> None:

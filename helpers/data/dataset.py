@@ -19,8 +19,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from helpers import config
 from helpers.data.cache import PreprocessCache, build_cache
-from helpers.data.files import DatasetError, load_pair
+from helpers.data.checks import MAX_MEDIAN_LESION_FRACTION
+from helpers.data.files import DatasetError, listing, load_pair, read_mask
 from helpers.data.layouts import Pair
+from helpers.data.splits import subset_pairs
 from helpers.data.transforms import eval_transforms, train_transforms
 
 __all__ = ["SegmentationDataset", "make_loaders", "default_num_workers"]
@@ -105,17 +107,49 @@ def _seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
-def _resolve_cache(pairs: Sequence[Pair], img_size: int, cache: bool | str | os.PathLike[str] | None
-                   ) -> PreprocessCache | None:
+#: Masks read to estimate the train split's median lesion fraction when there is no cache (cache=False).
+LESION_FRACTION_SAMPLE = 64
+
+
+def _resolve_cache(pairs: Sequence[Pair], img_size: int, cache: bool | str | os.PathLike[str] | None,
+                   progress: bool) -> PreprocessCache | None:
     if cache is None or cache is False or not pairs:
         return None
-    return build_cache(pairs, img_size, None if cache is True else cache, progress=not config.smoke_mode())
+    return build_cache(pairs, img_size, None if cache is True else cache, progress=progress)
+
+
+def median_lesion_fraction(pairs: Sequence[Pair], cache: PreprocessCache | None = None) -> float:
+    """The median lesion pixel fraction of ``pairs``' masks: every cached mask when ``cache`` holds them, else
+    the masks of :data:`LESION_FRACTION_SAMPLE` pairs chosen by :func:`helpers.data.splits.subset_pairs`."""
+    if cache is not None:
+        return float(np.median(cache.lesion_fractions()))
+    sample = subset_pairs(pairs, min(len(pairs), LESION_FRACTION_SAMPLE))
+    return float(np.median([read_mask(pair.mask).mean() for pair in sample]))
+
+
+def refuse_inverted_masks(pairs: Sequence[Pair], cache: PreprocessCache | None, limit: float | None) -> None:
+    """Raise DatasetError when the train masks' median lesion fraction is above ``limit`` (None: no check).
+
+    Lesions cover a fifth of a typical dermoscopy image; more than half on the median means the masks are
+    almost surely inverted (background white), which ``python -m helpers.data check`` warns about.
+    """
+    if limit is None or not pairs:
+        return
+    median = median_lesion_fraction(pairs, cache)
+    if median > limit:
+        folders = listing(sorted({str(pair.mask.parent) for pair in pairs}))
+        raise DatasetError(f"the train masks in {folders} look inverted: their median lesion fraction is "
+                           f"{median:.2f} (above {limit:.2f}). Lesion pixels must be white (255) and background "
+                           "black (0): invert the masks (255 - value) and check them with `python -m helpers.data "
+                           "check DIR`; if the lesions really fill most of each image, pass "
+                           "max_median_lesion_fraction=None to make_loaders.")
 
 
 def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size: int, *, augment: bool = True,
                  num_workers: int | None = None, cache: bool | str | os.PathLike[str] = True, seed: int = 0,
-                 persistent_workers: bool | None = None,
-                 samplers: Mapping[str, Sampler[int]] | None = None) -> dict[str, DataLoader]:
+                 persistent_workers: bool | None = None, samplers: Mapping[str, Sampler[int]] | None = None,
+                 progress: bool | None = None,
+                 max_median_lesion_fraction: float | None = MAX_MEDIAN_LESION_FRACTION) -> dict[str, DataLoader]:
     """One DataLoader per split, batches of ``{"image": (B, 3, S, S), "mask": (B, 1, S, S), "id": list[str]}``.
 
     ``"train"`` gets :func:`~helpers.data.transforms.train_transforms` (if ``augment``) and is shuffled with a
@@ -134,9 +168,14 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
         persistent_workers: default True when ``num_workers > 0``.
         samplers: optional split -> index sampler (e.g. a ``DistributedSampler`` for multi-process training,
             see :mod:`helpers.train.distributed`); that split is then read in the sampler's order, not shuffled here.
+        progress: show the "caching N pairs" bar while a cache is built; None (default): except in smoke mode.
+        max_median_lesion_fraction: refuse a train split whose masks' median lesion fraction is above this
+            (inverted masks, see :func:`refuse_inverted_masks`); None accepts such data on purpose.
 
     Raises:
-        DatasetError: the train split is empty.
+        DatasetError: the train split is empty, or its masks look inverted (median lesion fraction above
+            ``max_median_lesion_fraction``); the cache cannot be built (see
+            :func:`helpers.data.cache.build_cache`: a bad file, a full or read-only disk).
         ValueError: ``batch_size`` is not a positive int.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
@@ -145,11 +184,15 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
         raise DatasetError("the train split is empty: check the dataset with `python -m helpers.data check DIR`.")
     workers = default_num_workers() if num_workers is None else num_workers
     persistent = (workers > 0) if persistent_workers is None else (persistent_workers and workers > 0)
+    show = not config.smoke_mode() if progress is None else progress
     loaders = {}
     for name, pairs in splits.items():
         train = name == "train"
         transform = train_transforms(img_size, seed=seed) if train and augment else eval_transforms(img_size)
-        dataset = SegmentationDataset(pairs, transform, cache=_resolve_cache(pairs, img_size, cache))
+        stored = _resolve_cache(pairs, img_size, cache, show)
+        if train:
+            refuse_inverted_masks(pairs, stored, max_median_lesion_fraction)
+        dataset = SegmentationDataset(pairs, transform, cache=stored)
         generator = torch.Generator()
         generator.manual_seed(seed)
         sampler = (samplers or {}).get(name)

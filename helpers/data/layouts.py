@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.data.files import IMAGE_EXTENSIONS, MASK_EXTENSION, MASK_SUFFIX, DatasetError, listing
@@ -63,6 +63,7 @@ class LayoutScan:
     duplicates: dict[str, list[Path]]
     image_dirs: list[Path]
     mask_dir: Path
+    bad_names: list[Path] = field(default_factory=list)  # image/mask files whose name is not valid UTF-8
 
 
 def dataset_hint() -> str:
@@ -71,6 +72,41 @@ def dataset_hint() -> str:
             "(`ISIC2018_Task1-2_Training_Input/` + `ISIC2018_Task1_Training_GroundTruth/`), or HAM10000 "
             f"(`{HAM_IMAGE_DIRS[0]}/`, `{HAM_IMAGE_DIRS[1]}/` + `{HAM_MASK_DIR}/`). "
             "`python -m helpers.data download {ham10000,isic2018} --out DIR` fetches one.")
+
+
+def printable(text: object) -> str:
+    """``str(text)`` safe to print and encode: bytes of a file name that is not valid UTF-8 (which Python keeps
+    as lone surrogates, e.g. ``caf\\udce9.jpg``) are shown as ``\\xNN`` escapes (``caf\\xe9.jpg``)."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_utf8_name(path: Path) -> bool:
+    """True when ``path``'s name is valid UTF-8 (False for e.g. ``b"caf\\xe9.jpg"`` written in Latin-1)."""
+    try:
+        path.name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _relative(path: Path, root: Path) -> Path:
+    return path.relative_to(root) if path.is_relative_to(root) else path
+
+
+def bad_names_message(root: Path, bad: list[Path]) -> str:
+    """The DatasetError message for files whose names are not valid UTF-8: each named, and the fix."""
+    names = listing([printable(_relative(p, root)) for p in bad])
+    return (f"{len(bad)} file name(s) in {printable(root)} are not valid UTF-8: {names}. Rename each (and its image "
+            "or mask to match) with a UTF-8 name; ASCII letters, digits, '-' and '_' are safest: the course keys "
+            "pairs by file name and cannot store or print these.")
 
 
 def require_dir(root: str | os.PathLike[str]) -> Path:
@@ -173,8 +209,11 @@ def _index(files: Iterable[Path], key: Callable[[Path], str]) -> dict[str, list[
 def scan(root: Path, layout: str, subset: str = "training") -> LayoutScan:
     """Index a layout's folders without raising on orphans or duplicates (DatasetError on missing folders)."""
     image_dirs, mask_dir = layout_dirs(root, layout, subset)
-    images = _index((p for d in image_dirs for p in d.iterdir() if _is_data_file(p)), lambda p: p.stem)
-    masks = _index((p for p in mask_dir.iterdir() if _is_data_file(p)), mask_id)
+    image_files = [p for d in image_dirs for p in d.iterdir() if _is_data_file(p)]
+    mask_files = [p for p in mask_dir.iterdir() if _is_data_file(p)]
+    bad = sorted(p for p in [*image_files, *mask_files] if not is_utf8_name(p))
+    images = _index((p for p in image_files if is_utf8_name(p)), lambda p: p.stem)
+    masks = _index((p for p in mask_files if is_utf8_name(p)), mask_id)
     duplicates: dict[str, list[Path]] = {}
     for index in (images, masks):
         for ident, paths in index.items():
@@ -184,7 +223,7 @@ def scan(root: Path, layout: str, subset: str = "training") -> LayoutScan:
     return LayoutScan(pairs=pairs,
                       images_without_mask=[images[i][0] for i in sorted(images.keys() - masks.keys())],
                       masks_without_image=[masks[i][0] for i in sorted(masks.keys() - images.keys())],
-                      duplicates=duplicates, image_dirs=image_dirs, mask_dir=mask_dir)
+                      duplicates=duplicates, image_dirs=image_dirs, mask_dir=mask_dir, bad_names=bad)
 
 
 def _orphan_message(found: LayoutScan) -> str:
@@ -208,7 +247,8 @@ def discover_pairs(root: str | os.PathLike[str], layout: str = "auto", subset: s
         subset: ISIC 2018 only: ``"training"``, ``"validation"`` or ``"test"``.
 
     Raises:
-        DatasetError: folder missing, empty or of unknown layout; a layout folder missing; an id found twice
+        DatasetError: folder missing, empty or of unknown layout; a layout folder missing; a file name that is
+            not valid UTF-8 (named, with the fix: rename it); an id found twice
             (e.g. ``a.jpg`` and ``a.png``, or in both HAM10000 parts); an image without a mask or a mask
             without an image; no pair at all. The message lists the files (first 10 and a count) and the fix.
         ValueError: an unknown ``layout`` or ``subset``.
@@ -218,6 +258,8 @@ def discover_pairs(root: str | os.PathLike[str], layout: str = "auto", subset: s
     root = require_dir(root)
     layout = detect_layout(root) if layout == "auto" else layout
     found = scan(root, layout, subset)
+    if found.bad_names:
+        raise DatasetError(bad_names_message(root, found.bad_names))
     if found.duplicates:
         listed = listing([" and ".join(str(p) for p in ps) for _, ps in sorted(found.duplicates.items())])
         raise DatasetError(f"{len(found.duplicates)} id(s) appear more than once in {root}: {listed}. "

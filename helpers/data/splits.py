@@ -39,8 +39,9 @@ from helpers.data.layouts import (
     split_folders,
 )
 
-__all__ = ["SPLITS", "DEFAULT_RATIOS", "SMOKE_MAX_PAIRS", "Leak", "find_leaks", "check_no_leak", "split_pairs",
-           "subset_pairs", "ResolvedDataset", "resolve_dataset", "course_splits", "lesion_groups", "source_pairs"]
+__all__ = ["SPLITS", "DEFAULT_RATIOS", "SMOKE_MAX_PAIRS", "Leak", "find_leaks", "check_no_leak", "find_copies",
+           "split_pairs", "subset_pairs", "ResolvedDataset", "resolve_dataset", "course_splits", "lesion_groups",
+           "source_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,102 @@ def check_no_leak(splits: Mapping[str, Sequence[Pair]], groups: Mapping[str, str
         raise DatasetError(f"{len(leaks)} leak(s) in {where}: {listing([leak.describe() for leak in leaks])}. "
                            "Each id must be one pair, and a lesion's images one split's: remove the copies, or "
                            "move them into one split (a pair or lesion in two splits leaks test data).")
+
+
+# ------------------------------------------------------------------------------------------------------ copies
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's bytes; DatasetError naming the file when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {path} ({exc.strerror or exc}): fix its permissions or remove the "
+                           "pair from the dataset folder.") from exc
+    return digest.hexdigest()
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {path} ({exc.strerror or exc}): the dataset changed since "
+                           "discovery; rediscover it.") from exc
+
+
+def find_copies(pairs: Sequence[Pair]) -> list[list[Pair]]:
+    """Every set of pairs (two ids or more) whose image files hold the same bytes: one picture under several ids.
+
+    Cheap on 10,000 images: a file is read and hashed (sha256) only when another file has exactly its size.
+    Each set is sorted by id, the sets by their first id. A copy saved in another format has other bytes: that
+    is found by ``python -m helpers.data check`` (decoded pixels), which calls either a problem.
+
+    Raises:
+        DatasetError: an image file cannot be read.
+    """
+    by_size: dict[int, list[Pair]] = {}
+    for pair in pairs:
+        by_size.setdefault(_file_size(pair.image), []).append(pair)
+    by_digest: dict[str, list[Pair]] = {}
+    for same_size in by_size.values():
+        if len(same_size) > 1:
+            for pair in same_size:
+                by_digest.setdefault(_file_digest(pair.image), []).append(pair)
+    copies = [sorted(found, key=lambda p: p.id) for found in by_digest.values() if len({p.id for p in found}) > 1]
+    return sorted(copies, key=lambda found: found[0].id)
+
+
+def _describe_copies(copies: Sequence[Sequence[Pair]], split_of: Mapping[str, str] | None = None) -> str:
+    """``a = b, c = d``, each id followed by its split when ``split_of`` is given (``a (train) = b (val)``)."""
+    def name(pair: Pair) -> str:
+        return f"{pair.id} ({split_of[pair.id]})" if split_of else pair.id
+    return listing([" = ".join(map(name, found)) for found in copies])
+
+
+def _merge_groups(pairs: Sequence[Pair], groups: Mapping[str, str] | None,
+                  copies: Sequence[Sequence[Pair]]) -> dict[str, str]:
+    """``{id: group}`` for ``pairs`` where each copy set joins one group, with every lesion of its members
+    (union-find over group keys; a merged group is named by its smallest key, so the result is deterministic)."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.get(key, key) != key:
+            key = parent[key]
+        return key
+
+    def group(pair: Pair) -> str:
+        return (groups or {}).get(pair.id, pair.id)
+
+    for found in copies:
+        keys = sorted({root(group(pair)) for pair in found})
+        for key in keys[1:]:
+            parent[key] = keys[0]
+    return {**(groups or {}), **{pair.id: root(group(pair)) for pair in pairs}}
+
+
+def _with_copies(pairs: Sequence[Pair], groups: Mapping[str, str] | None, where: Path
+                 ) -> Mapping[str, str] | None:
+    """``groups`` with every :func:`find_copies` set merged into one group (with its members' lesions), so
+    :func:`split_pairs` keeps the copies in one split; logs a warning naming them. Unchanged without copies."""
+    copies = find_copies(pairs)
+    if not copies:
+        return groups
+    logger.warning("%s: %d set(s) of byte-identical images under different ids (%s): each set is kept in one "
+                   "split, so no copy is in two; keep one copy of each (`python -m helpers.data check %s` lists "
+                   "them)", where, len(copies), _describe_copies(copies), where)
+    return _merge_groups(pairs, groups, copies)
+
+
+def _refuse_copies_across(found: Mapping[str, Sequence[Pair]], root: Path) -> None:
+    """Raise DatasetError when byte-identical images under other ids sit in two of the given split folders."""
+    split_of = {pair.id: name for name, pairs in found.items() for pair in pairs}
+    across = [c for c in find_copies([p for pairs in found.values() for p in pairs])
+              if len({split_of[p.id] for p in c}) > 1]
+    if across:
+        raise DatasetError(f"{len(across)} image(s) in the splits of {root} are byte-identical copies under other "
+                           f"ids in two splits: {_describe_copies(across, split_of)}. A copy in two splits leaks test "
+                           f"data: delete one copy of each (`python -m helpers.data check {root}` lists them).")
 
 
 # ------------------------------------------------------------------------------------------------------ splits
@@ -183,19 +280,28 @@ def _fill_missing(found: dict[str, list[Pair]], seed: int, root: Path,
                   groups: Mapping[str, str] | None = None) -> dict[str, list[Pair]]:
     """Carve the splits missing from ``found`` out of its train split (default ratios, renormalised)."""
     check_no_leak(found, groups, where=f"the split folders of {root}")
+    _refuse_copies_across(found, root)
     missing = [k for k in ("val", "test") if k not in found]
     if not missing:
         return {k: found[k] for k in SPLITS}
     weights = [DEFAULT_RATIOS[0]] + [DEFAULT_RATIOS[i] if SPLITS[i] in missing else 0.0 for i in (1, 2)]
     ratios = tuple(w / sum(weights) for w in weights)
-    carved = split_pairs(found["train"], ratios, seed=seed, groups=groups)
+    carved = split_pairs(found["train"], ratios, seed=seed, groups=_with_copies(found["train"], groups, root))
     logger.info("%s: %s split(s) carved out of train with ratios %s", root, "+".join(missing), ratios)
     return {"train": carved["train"], **{k: found[k] if k in found else carved[k] for k in ("val", "test")}}
 
 
+def _user_data() -> Path | None:
+    """:func:`helpers.config.user_data_dir` (``SKINSEG_DATA``), its missing folder raised as DatasetError."""
+    try:
+        return config.user_data_dir()
+    except FileNotFoundError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
 def _default_root() -> Path:
     """``SKINSEG_DATA`` if set, else the embedded synthetic set (small in smoke mode), generated once."""
-    root = config.user_data_dir()
+    root = _user_data()
     if root is not None:
         return Path(root)
     params = synthetic.DEFAULT_SMOKE if config.smoke_mode() else synthetic.DEFAULT_FULL
@@ -240,7 +346,10 @@ class ResolvedDataset:
 
     def all_splits(self, seed: int = 0) -> dict[str, list[Pair]]:
         """Every pair, ``{"train", "val", "test"}``: the given splits as they are, the missing ones carved out of
-        train (by lesion), or the whole folder split 80/10/10 by :func:`split_pairs` (seeded by ``seed``)."""
+        train (by lesion), or the whole folder split 80/10/10 by :func:`split_pairs` (seeded by ``seed``).
+
+        Byte-identical images under different ids (:func:`find_copies`) are kept in one split, as a lesion's
+        images are, with a logged warning naming them; in two given split folders they raise DatasetError."""
         if self.folders:
             return _fill_missing({k: discover_pairs(d) for k, d in self.folders.items()}, seed, self.root,
                                  self.groups)
@@ -250,7 +359,8 @@ class ResolvedDataset:
                 if has_isic2018_truth(self.root, subset):
                     found[key] = discover_pairs(self.root, "isic2018", subset)
             return _fill_missing(found, seed, self.root, self.groups)
-        return split_pairs(discover_pairs(self.root, self.layout), seed=seed, groups=self.groups)
+        pairs = discover_pairs(self.root, self.layout)
+        return split_pairs(pairs, seed=seed, groups=_with_copies(pairs, self.groups, self.root))
 
 
 def resolve_dataset(root: str | os.PathLike[str] | ResolvedDataset | None = None) -> ResolvedDataset:
@@ -261,11 +371,12 @@ def resolve_dataset(root: str | os.PathLike[str] | ResolvedDataset | None = None
     dataset when it has one, else the root's.
 
     Raises:
-        DatasetError: the folder does not exist, has no known layout, or its metadata CSV is malformed.
+        DatasetError: the folder does not exist (``SKINSEG_DATA`` too), has no known layout, or its metadata CSV
+            is malformed.
     """
     if isinstance(root, ResolvedDataset):
         return root
-    user = config.user_data_dir() if root is None else None
+    user = _user_data() if root is None else None
     folder = require_dir(root if root is not None else user if user is not None else _default_root())
     folders = split_folders(folder)
     metadata_roots = [folders["train"], folder] if folders else [folder]
