@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import data
-from helpers.data import checks, download, layouts
+from helpers.data import archives, checks, download, layouts
 from helpers.data.download import DownloadError, Resource
 
 
@@ -24,6 +24,9 @@ class _State:
         self.requests: list[tuple[str, str | None]] = []
         self.ignore_range = False
         self.cut_responses = 0  # the next N responses stop halfway
+        self.content_types: dict[str, str] = {}  # path -> Content-Type header (none by default)
+        self.statuses: dict[str, int] = {}  # path -> an error status to answer with (e.g. 500)
+        self.no_length = False  # send no Content-Length: the body ends when the connection closes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -36,8 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
         state: _State = self.server.state  # type: ignore[attr-defined]
         state.requests.append((self.path, self.headers.get("Range")))
         body = state.files.get(self.path)
-        if body is None:
-            self.send_response(404)
+        if body is None or self.path in state.statuses:
+            self.send_response(state.statuses.get(self.path, 404))
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -56,7 +59,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(payload)))
+        if self.path in state.content_types:
+            self.send_header("Content-Type", state.content_types[self.path])
+        if state.no_length:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if state.cut_responses:
             state.cut_responses -= 1
@@ -159,6 +167,7 @@ def test_repeated_drops_keep_the_part_and_say_how_to_resume(server, tmp_path):
 @pytest.mark.parametrize("field", ["sha256", "md5", "size"])
 def test_mismatch_deletes_part_and_names_expected_and_actual(server, tmp_path, field):
     server.state.files["/a.zip"] = PAYLOAD
+    server.state.no_length = True  # else a size that contradicts Content-Length is refused before downloading
     wrong = {"sha256": "0" * 64, "md5": "f" * 32, "size": len(PAYLOAD) + 1}[field]
     actual = _digests(PAYLOAD)[field]
     with pytest.raises(DownloadError, match=rf"a\.zip is corrupt.*{field}.*{actual:,}.*expected {wrong:,}"
@@ -185,7 +194,7 @@ def test_extract_refuses_path_traversal(tmp_path, evil):
     archive = tmp_path / "bad.zip"
     archive.write_bytes(_zip({"fine.txt": b"x", evil: b"y"}))
     with pytest.raises(DownloadError, match="unsafe path|outside"):
-        download.extract(archive, tmp_path / "out")
+        archives.extract(archive, tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out" / "fine.txt").exists()
 
 
@@ -193,15 +202,15 @@ def test_extract_into_flattens_one_top_folder_and_skips_mac_junk(tmp_path):
     nested = tmp_path / "nested.zip"
     nested.write_bytes(_zip({"Top/a.png": b"a", "Top/sub/b.png": b"b", "__MACOSX/Top/._a.png": b"junk",
                              "Top/._a.png": b"junk"}))
-    out = download.extract_into(nested, tmp_path / "Wanted")
+    out = archives.extract_into(nested, tmp_path / "Wanted")
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.png", "sub/b.png"]
     flat = tmp_path / "flat.zip"
     flat.write_bytes(_zip({"a.jpg": b"a", "b.jpg": b"b"}))
-    out = download.extract_into(flat, tmp_path / "Flat")
+    out = archives.extract_into(flat, tmp_path / "Flat")
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.jpg"]
     (tmp_path / "broken.zip").write_bytes(b"PK not really")
     with pytest.raises(DownloadError, match="broken.zip is not a valid zip"):
-        download.extract_into(tmp_path / "broken.zip", tmp_path / "X")
+        archives.extract_into(tmp_path / "broken.zip", tmp_path / "X")
 
 
 # ---------------------------------------------------------------------------------------------- download_dataset
@@ -263,7 +272,7 @@ def test_download_ham10000_into_a_discoverable_layout(server, tmp_path, monkeypa
 def test_download_isic2018_gives_official_splits(server, tmp_path, monkeypatch, write_pair):
     resources = []
     for subset, start in (("Training", 0), ("Validation", 100)):
-        pairs = {f"ISIC_{start + k:07d}": _pair_bytes(write_pair, tmp_path, f"ISIC_{start + k:07d}", k)
+        pairs = {f"ISIC_{start + k:07d}": _pair_bytes(write_pair, tmp_path, f"ISIC_{start + k:07d}", start + k)
                  for k in range(4)}
         inputs = _zip({**{f"ISIC2018_Task1-2_{subset}_Input/{i}.jpg": b[0] for i, b in pairs.items()},
                        f"ISIC2018_Task1-2_{subset}_Input/LICENSE.txt": b"CC-0"})

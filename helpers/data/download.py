@@ -14,119 +14,49 @@ from https://isic-challenge-data.s3.amazonaws.com/2018/: Training (2,594 pairs, 
 (100 pairs) and Test (1,000 pairs) inputs and ground truth.
 
 Each file goes to ``<root>/<name>/archives/<file>.part`` (or a kept ``archives`` folder, e.g. on Google Drive),
-resumes with an HTTP Range request (just run again), is checked against :data:`REGISTRY`'s size and checksum (or
-the server's Content-Length), then extracted or moved into place. A second call does no request. Introduced in
-notebook 01 ("use real data"); CLI ``python -m helpers.data download {ham10000,isic2018} --out DIR``.
+resumes with an HTTP Range request (just run again), is checked against the size and checksum that
+:mod:`helpers.data.registry` lists (or the server's Content-Length), then extracted (:mod:`helpers.data.archives`:
+safe paths, a size cap) or moved into place. A second call does no request. A web page where a file is expected
+is refused; a kept file is re-hashed before it is used. Every failure (HTTP error, unreachable server, corrupt
+bytes, full disk, unsafe archive) is a :class:`DownloadError` naming the file or URL, the cause and the fix; the
+``.part`` survives it, for the next call to resume. Introduced in notebook 01 ("use real data"); CLI
+``python -m helpers.data download {ham10000,isic2018} --out DIR``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import logging
+import mimetypes
 import os
 import shutil
-import stat
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from helpers.data.files import DatasetError, atomic_write, write_text_atomic
-from helpers.data.layouts import HAM_METADATA, ISIC2018_SUBSETS, scan
+from helpers.data.archives import DownloadError, extract_into, os_error_cause
+from helpers.data.files import DatasetError, write_text_atomic
+from helpers.data.layouts import ISIC2018_SUBSETS, scan
+from helpers.data.registry import DATAVERSE_SERVER, HAM10000_DOI, REGISTRY, Resource
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "skinseg-course/0.1 (+https://github.com/skinseg-course/skin-lesion-segmentation)"
-HAM10000_DOI = "doi:10.7910/DVN/DBW86T"
-DATAVERSE_SERVER = "https://dataverse.harvard.edu"
-ISIC2018_BASE = "https://isic-challenge-data.s3.amazonaws.com/2018"
 _TIMEOUT_S = 60
 _RETRIES = 3
 #: Seconds to wait before the n-th retry is ``n * RETRY_WAIT_S``.
 RETRY_WAIT_S = 2.0
-
-
-class DownloadError(DatasetError):
-    """A download failed or its bytes are not the published ones; the message names the file and what to do."""
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One downloadable archive.
-
-    Attributes:
-        filename: the file's name (also its name on Dataverse).
-        url: where to get it; None means "look its id up in the Dataverse record ``doi`` by file name".
-        extract_to: the folder the archive's files must end up in, under the dataset folder; None for a plain
-            file (not an archive), which is moved to ``<dataset folder>/<filename>``.
-        size: expected size in bytes, or None to trust the server's Content-Length.
-        sha256, md5: published checksums (hex), or None when unknown.
-        source: where the size / checksum values come from.
-        doi: Dataverse record for ``url=None`` look-ups.
-    """
-
-    filename: str
-    url: str | None
-    extract_to: str | None
-    size: int | None = None
-    sha256: str | None = None
-    md5: str | None = None
-    source: str = ""
-    doi: str | None = None
-
-
-_ISIC_SRC = ("sha256: torch-em (constantinpape/torch-em, torch_em/data/datasets/medical/isic.py); sizes and md5: "
-             "independent download manifests that agree with it where they overlap")
-
-#: The datasets :func:`download_dataset` knows. Checksums are copied from the cited sources, never computed here.
-REGISTRY: dict[str, list[Resource]] = {
-    "ham10000": [
-        Resource("HAM10000_images_part_1.zip", f"{DATAVERSE_SERVER}/api/access/datafile/3172585",
-                 "HAM10000_images_part_1", md5="4639bfa73ab251610530a97c898e6e46",
-                 source="Dataverse file id and MD5 as published by Dataverse", doi=HAM10000_DOI),
-        Resource("HAM10000_images_part_2.zip", f"{DATAVERSE_SERVER}/api/access/datafile/3172584",
-                 "HAM10000_images_part_2", md5="da43d6cc50f6613013be07e8986b384b",
-                 source="Dataverse file id and MD5 as published by Dataverse", doi=HAM10000_DOI),
-        Resource("HAM10000_segmentations_lesion_tschandl.zip", None, "HAM10000_segmentations_lesion_tschandl",
-                 size=10_808_743, md5="6e8d252e09cfdb0189199f15985a5b84",
-                 source="Dataverse record v4.0 (size and MD5); file id looked up at run time", doi=HAM10000_DOI),
-        Resource(HAM_METADATA, f"{DATAVERSE_SERVER}/api/access/datafile/4338392?format=original", None,
-                 size=690_218, md5="8f85fb1aa29d80a2797247e434deb79d",
-                 source="Dataverse file id 4338392 and the MD5 of the original CSV as Dataverse publishes it (cited "
-                        "by public HAM10000 projects); size of the original, not of Dataverse's re-exported TSV",
-                 doi=HAM10000_DOI),
-    ],
-    "isic2018": [
-        Resource("ISIC2018_Task1-2_Training_Input.zip", f"{ISIC2018_BASE}/ISIC2018_Task1-2_Training_Input.zip",
-                 "ISIC2018_Task1-2_Training_Input", size=11_165_358_566,
-                 sha256="80f98572347a2d7a376227fa9eb2e4f7459d317cb619865b8b9910c81446675f", source=_ISIC_SRC),
-        Resource("ISIC2018_Task1_Training_GroundTruth.zip", f"{ISIC2018_BASE}/ISIC2018_Task1_Training_GroundTruth.zip",
-                 "ISIC2018_Task1_Training_GroundTruth", size=27_402_895,
-                 sha256="99f8b2bb3c4d6af483362010715f7e7d5d122d9f6c02cac0e0d15bef77c7604c", source=_ISIC_SRC),
-        Resource("ISIC2018_Task1-2_Validation_Input.zip", f"{ISIC2018_BASE}/ISIC2018_Task1-2_Validation_Input.zip",
-                 "ISIC2018_Task1-2_Validation_Input", size=239_231_159,
-                 sha256="0ea920fcfe512d12a6e620b50b50233c059f67b10146e1479c82be58ff15a797", source=_ISIC_SRC),
-        Resource("ISIC2018_Task1_Validation_GroundTruth.zip",
-                 f"{ISIC2018_BASE}/ISIC2018_Task1_Validation_GroundTruth.zip",
-                 "ISIC2018_Task1_Validation_GroundTruth", size=759_706,
-                 sha256="f6911e9c0a64e6d687dd3ca466ca927dd5e82145cb2163b7a1e5b37d7a716285", source=_ISIC_SRC),
-        Resource("ISIC2018_Task1-2_Test_Input.zip", f"{ISIC2018_BASE}/ISIC2018_Task1-2_Test_Input.zip",
-                 "ISIC2018_Task1-2_Test_Input", size=2_370_457_338,
-                 sha256="e59ae1f69f4ed16f09db2cb1d76c2a828487b63d28f6ab85997f5616869b127d", source=_ISIC_SRC),
-        Resource("ISIC2018_Task1_Test_GroundTruth.zip", f"{ISIC2018_BASE}/ISIC2018_Task1_Test_GroundTruth.zip",
-                 "ISIC2018_Task1_Test_GroundTruth", size=9_680_101,
-                 sha256="2e8f6edce454a5bdee52485e39f92bd6eddf357e81f39018d05512175238ef82", source=_ISIC_SRC),
-    ],
-}
+_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+_PAGE_STARTS = (b"<!doctype html", b"<html")
 
 
 # --------------------------------------------------------------------------------------------------- download
@@ -137,9 +67,27 @@ def _request(url: str, headers: dict[str, str] | None = None, timeout: float = _
     return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URLs come from REGISTRY or the caller
 
 
-def _hashers(sha256: str | None, md5: str | None) -> dict[str, Any]:
-    return {**({"sha256": hashlib.sha256()} if sha256 else {}),
-            **({"md5": hashlib.md5(usedforsecurity=False)} if md5 else {})}
+@dataclass(frozen=True)
+class _Job:
+    """What one :func:`download_file` call fetches, and how."""
+
+    url: str
+    part: Path
+    name: str
+    size: int | None
+    binary: bool
+    progress: bool
+    chunk: int
+
+
+def _hashers(algos: Iterable[str]) -> dict[str, Any]:
+    """Fresh hash objects (checksums, not security) for ``algos``, e.g. ``("sha256", "md5")``."""
+    return {algo: hashlib.new(algo, usedforsecurity=False) for algo in algos}
+
+
+def _known(expected: dict[str, str | int | None]) -> list[str]:
+    """The checksum algorithms ``expected`` gives a value for."""
+    return [algo for algo in ("sha256", "md5") if expected.get(algo)]
 
 
 def _feed_file(path: Path, hashers: dict[str, Any], chunk: int) -> None:
@@ -155,49 +103,60 @@ def _verify(path: Path, name: str, hashers: dict[str, Any], expected: dict[str, 
     actual_size = path.stat().st_size
     if expected.get("size") is not None and actual_size != expected["size"]:
         problems.append(f"size {actual_size:,} bytes, expected {expected['size']:,}")
-    for algo, h in hashers.items():
-        if h.hexdigest() != str(expected[algo]).lower():
-            problems.append(f"{algo} {h.hexdigest()}, expected {expected[algo]}")
+    for algo in _known(expected):
+        if hashers[algo].hexdigest() != str(expected[algo]).lower():
+            problems.append(f"{algo} {hashers[algo].hexdigest()}, expected {expected[algo]}")
     if problems:
         path.unlink(missing_ok=True)
         raise DownloadError(f"download of {name} is corrupt ({'; '.join(problems)}): the partial file was "
                             "deleted, run the download again. If it fails the same way, the server's file changed: "
-                            "report it (the expected values are in helpers/data/download.py REGISTRY).")
+                            "report it (the expected values are in helpers/data/registry.py).")
 
 
 def _stamp_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".verified.json")
 
 
-def _write_stamp(dest: Path, expected: dict[str, str | int | None]) -> None:
-    st = dest.stat()
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **{k: v for k, v in expected.items() if v}}
-    write_text_atomic(_stamp_path(dest), json.dumps(stamp))
+def _write_stamp(dest: Path, sha256: str, expected: dict[str, str | int | None]) -> None:
+    """Record ``dest``'s size and sha256 (checked on every later use); a failure only costs that check."""
+    stamp = {**{k: v for k, v in expected.items() if v}, "size": dest.stat().st_size, "sha256": sha256}
+    try:
+        write_text_atomic(_stamp_path(dest), json.dumps(stamp))
+    except OSError as exc:
+        logger.warning("could not write %s (%s)", _stamp_path(dest), exc)
+
+
+def _read_stamp(dest: Path) -> dict[str, Any]:
+    try:
+        stamp = json.loads(_stamp_path(dest).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
 
 
 def _cached(dest: Path, expected: dict[str, str | int | None], chunk: int) -> bool:
-    """True when ``dest`` exists and matches ``expected`` (a stamp file spares re-hashing unchanged files)."""
+    """True when ``dest`` exists and matches ``expected``, re-hashed every time (a stamp's word is not enough).
+
+    Without a checksum it is compared with the sha256 its stamp recorded at download (a file changed in place
+    since is caught), and with ``expected``'s size or the stamp's.
+    """
     if not dest.is_file():
         return False
-    st = dest.stat()
+    stamp, want = _read_stamp(dest), dict(expected)
+    if not _known(want) and isinstance(stamp.get("sha256"), str):
+        want["sha256"] = stamp["sha256"]
+    if want.get("size") is None and isinstance(stamp.get("size"), int):
+        want["size"] = stamp["size"]
+    hashers = _hashers(_known(want) or ["sha256"])
+    logger.info("verifying %s before using it", dest)
+    _feed_file(dest, hashers, chunk)
     try:
-        stamp = json.loads(_stamp_path(dest).read_text(encoding="utf-8"))
-        if stamp["size"] == st.st_size and stamp["mtime_ns"] == st.st_mtime_ns and \
-                all(stamp.get(k) == v for k, v in expected.items() if v):
-            return True
-    except (OSError, ValueError, KeyError):
-        pass
-    hashers = _hashers(expected.get("sha256"), expected.get("md5"))  # type: ignore[arg-type]
-    if not hashers and expected.get("size") is None:
-        return True  # a file only ever appears at dest after a complete download
-    if hashers:
-        _feed_file(dest, hashers, chunk)
-    try:
-        _verify(dest, dest.name, hashers, expected)
+        _verify(dest, dest.name, hashers, want)
     except DownloadError:
-        logger.warning("%s does not match its checksum: downloading it again", dest)
+        logger.warning("%s does not match its checksum or size: downloading it again", dest)
         return False
-    _write_stamp(dest, expected)
+    if not stamp and "sha256" in hashers:
+        _write_stamp(dest, hashers["sha256"].hexdigest(), expected)
     return True
 
 
@@ -210,171 +169,188 @@ def _content_range_start(response: Any) -> int | None:
         return None
 
 
-def _stream_once(url: str, part: Path, hashers: dict[str, Any], progress: bool, chunk: int, label: str) -> None:
-    """One HTTP request appending to ``part`` (resumed with Range when it has bytes); raises OSError if cut short."""
-    offset = part.stat().st_size if part.exists() else 0
+def _expects_text(name: str) -> bool:
+    """Whether a file named ``name`` is text (``.csv``, ``.txt``, ``.json`` ...); archives and images are not."""
+    kind = mimetypes.guess_type(name)[0] or ""
+    return kind.startswith("text/") or kind in ("application/json", "application/xml")
+
+
+def _page_error(job: _Job, content_type: str) -> DownloadError:
+    return DownloadError(f"{job.url} answered with a web page (Content-Type {content_type or 'none'}), not the file "
+                         f"{job.name}: the address serves an error, sign-in or moved page instead. Check the address "
+                         "(helpers/data/registry.py) or try later; nothing was saved.")
+
+
+def _check_answer(response: Any, job: _Job, offset: int) -> int | None:
+    """Refuse a web page (or any text for a binary file) and a size that contradicts ``job.size``; return the
+    total size the server announces (``offset`` + Content-Length), None when it sends no Content-Length."""
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    page = content_type in _PAGE_TYPES and content_type != mimetypes.guess_type(job.name)[0]
+    if page or (job.binary and content_type.startswith("text/")):
+        raise _page_error(job, content_type)
+    length = response.headers.get("Content-Length", "")
+    total = offset + int(length) if length.strip().isdigit() else None
+    if total is not None and job.size is not None and total != job.size:
+        raise DownloadError(f"{job.url} sends {total:,} bytes for {job.name} but the course expects {job.size:,}: "
+                            "the server's file changed or the address is wrong. Check the address "
+                            "(helpers/data/registry.py) or report it.")
+    return total
+
+
+def _part_error(part: Path, exc: OSError) -> DownloadError:
+    return DownloadError(f"cannot write {part}: {os_error_cause(exc)}; it keeps what arrived: run the same command "
+                         "again to resume.")
+
+
+@contextlib.contextmanager
+def _part_file(part: Path, append: bool) -> Iterator[IO[bytes]]:
+    """``part`` opened to append to (or from scratch); a failed open, write or close is a DownloadError, not a
+    network error to retry."""
     try:
-        response = _request(url, {"Range": f"bytes={offset}-"} if offset else None)
+        out = open(part, "ab" if append else "wb")  # noqa: SIM115 - closed below, its errors converted
+    except OSError as exc:
+        raise _part_error(part, exc) from exc
+    try:
+        yield out
+    finally:
+        try:
+            out.close()
+        except OSError as exc:
+            raise _part_error(part, exc) from exc  # a full disk on the last flush
+
+
+def _append(out: IO[bytes], block: bytes, part: Path) -> None:
+    try:
+        out.write(block)
+    except OSError as exc:
+        raise _part_error(part, exc) from exc
+
+
+def _stream_once(job: _Job, hashers: dict[str, Any]) -> None:
+    """One HTTP request appending to ``job.part`` (resumed with Range when it has bytes); raises ConnectionError
+    when the body stops before the announced (or the registry's) size."""
+    offset = job.part.stat().st_size if job.part.exists() else 0
+    try:
+        response = _request(job.url, {"Range": f"bytes={offset}-"} if offset else None)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # nothing left to send: the .part is already complete
             return
         raise
     with response:
         if offset and (response.status != 206 or _content_range_start(response) != offset):
-            logger.info("%s: the server ignored the Range request, restarting from byte 0", label)
+            logger.info("%s: the server ignored the Range request, restarting from byte 0", job.name)
             offset = 0
-            for name in list(hashers):
-                hashers[name] = hashlib.new(name)
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
-        received = 0
-        with part.open("ab" if offset else "wb") as out, \
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
-            while block := response.read(chunk):
-                out.write(block)
+            hashers.update(_hashers(hashers))
+        total = _check_answer(response, job, offset)
+        expected_total = total if total is not None else job.size
+        block, received = response.read(job.chunk), 0
+        if offset == 0 and job.binary and block[:512].lstrip().lower().startswith(_PAGE_STARTS):
+            raise _page_error(job, response.headers.get("Content-Type", ""))
+        with _part_file(job.part, append=bool(offset)) as out, \
+                tqdm(total=expected_total, initial=offset, unit="B", unit_scale=True, desc=job.name,
+                     disable=not job.progress) as bar:
+            while block:
+                _append(out, block, job.part)
                 for h in hashers.values():
                     h.update(block)
                 received += len(block)
                 bar.update(len(block))
-    if length is not None and received != int(length):
-        raise OSError(f"connection closed after {offset + received:,} of {total:,} bytes")
+                block = response.read(job.chunk)
+    if expected_total is not None and offset + received < expected_total:
+        raise ConnectionError(f"the connection closed after {offset + received:,} of {expected_total:,} bytes")
+
+
+def _network_cause(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"cannot reach the server: {exc.reason}"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the connection closed before the end of the file"
+    return str(exc) or type(exc).__name__
+
+
+def _gave_up(job: _Job, exc: BaseException, retries: int) -> DownloadError:
+    kept = job.part.stat().st_size if job.part.exists() else 0
+    resume = (f"{job.part} keeps the {kept:,} bytes that arrived: check the connection and run the same command "
+              "again to resume" if kept else "nothing arrived: check the connection and the address, then run it "
+              "again")
+    return DownloadError(f"download of {job.name} from {job.url} failed {retries} time{'s' * (retries > 1)} "
+                         f"({_network_cause(exc)}); {resume}.")
+
+
+def _fetch(job: _Job, algos: list[str], retries: int) -> dict[str, Any]:
+    """Bring ``job.part`` to its full length (resuming, retrying); return the hashers fed with all of its bytes."""
+    hashers = _hashers(algos)
+    if job.part.exists():
+        _feed_file(job.part, hashers, job.chunk)
+    for attempt in range(1, retries + 1):
+        try:
+            _stream_once(job, hashers)
+            return hashers
+        except (OSError, http.client.HTTPException) as exc:  # URLError and HTTPError are OSErrors
+            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code not in (408, 429):
+                raise DownloadError(f"cannot download {job.name} from {job.url}: HTTP {exc.code} {exc.reason}. "
+                                    "Check the address (helpers/data/registry.py) or try later.") from exc
+            if attempt == retries:
+                raise _gave_up(job, exc, retries) from exc
+            logger.warning("%s: %s; resuming (attempt %d of %d)", job.name, _network_cause(exc), attempt + 1,
+                           retries)
+        time.sleep(RETRY_WAIT_S * attempt)
+        hashers = _hashers(algos)
+        if job.part.exists():
+            _feed_file(job.part, hashers, job.chunk)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _download(job: _Job, dest: Path, expected: dict[str, str | int | None], retries: int) -> Path:
+    if _cached(dest, expected, job.chunk):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if job.size is not None and job.part.exists() and job.part.stat().st_size > job.size:
+        job.part.unlink()
+    hashers = _fetch(job, ["sha256", *(["md5"] if expected["md5"] else [])], retries)
+    _verify(job.part, job.name, hashers, expected)
+    os.replace(job.part, dest)
+    _write_stamp(dest, hashers["sha256"].hexdigest(), expected)
+    return dest
 
 
 def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
                   size: int | None = None, progress: bool = True, chunk: int = 1 << 20,
-                  retries: int = _RETRIES) -> Path:
+                  retries: int = _RETRIES, binary: bool | None = None) -> Path:
     """Download ``url`` to ``dest``, resumably and verified; return ``dest``.
 
     Bytes go to ``dest + ".part"``; an interrupted download resumes from it with an HTTP Range request (or
     restarts if the server ignores Range), retrying up to ``retries`` times. The finished file is checked
     against ``size`` (bytes) and the given checksums (hex), then renamed to ``dest``. If ``dest`` already exists
-    and matches, nothing is requested. The ``.part`` file is not :func:`helpers.data.files.atomic_write`'s temporary
+    it is re-hashed (against the checksum, or the sha256 recorded when it was downloaded) and, if it matches,
+    nothing is requested. The ``.part`` file is not :func:`helpers.data.files.atomic_write`'s temporary
     file on purpose: it has a fixed name and survives a failure, so the next call can resume from it (an
     atomic write throws its temporary away); ``dest`` still only ever appears complete and verified.
 
+    Safe without a checksum too: a web page (``text/html``) is refused, and any ``text/*`` answer when
+    ``binary`` (None: guessed from ``dest``'s name, ``.csv``/``.txt``/``.json`` are text); a body that ends
+    before its Content-Length or, without one, before ``size`` is resumed, never accepted.
+
     Raises:
         DownloadError: the bytes do not match ``size`` / ``sha256`` / ``md5`` (the .part is deleted; the message
-            names the file, the expected and the actual values), or the network failed ``retries`` times
-            (the .part is kept: call again to resume).
+            names the file, the expected and the actual values), the server answered with an error or a web
+            page, the network failed ``retries`` times, or the disk refused a write (the .part is kept: call
+            again to resume). Never a raw OSError.
     """
     if retries < 1:
         raise ValueError(f"retries must be >= 1, got {retries}")
     dest = Path(dest)
     expected: dict[str, str | int | None] = {"size": size, "sha256": sha256 and sha256.lower(),
                                              "md5": md5 and md5.lower()}
-    if _cached(dest, expected, chunk):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    if size is not None and part.exists() and part.stat().st_size > size:
-        part.unlink()
-    hashers = _hashers(sha256, md5)
-    if part.exists():
-        _feed_file(part, hashers, chunk)
-    for attempt in range(1, retries + 1):
-        try:
-            _stream_once(url, part, hashers, progress, chunk, dest.name)
-            break
-        except (OSError, http.client.HTTPException) as exc:  # URLError and HTTPError are OSErrors
-            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 408:
-                raise DownloadError(f"cannot download {dest.name} from {url}: HTTP {exc.code} {exc.reason}. "
-                                    "Check the address (helpers/data/download.py REGISTRY) or try later.") from exc
-            if attempt == retries:
-                raise DownloadError(f"download of {dest.name} from {url} failed {retries} times ({exc}); "
-                                    f"{part} keeps what arrived: run the same command again to resume.") from exc
-            logger.warning("%s: %s; resuming (attempt %d of %d)", dest.name, exc, attempt + 1, retries)
-            time.sleep(RETRY_WAIT_S * attempt)
-            hashers = _hashers(sha256, md5)
-            if part.exists():
-                _feed_file(part, hashers, chunk)
-    _verify(part, dest.name, hashers, expected)
-    os.replace(part, dest)
-    _write_stamp(dest, expected)
-    return dest
-
-
-# ---------------------------------------------------------------------------------------------------- extract
-def _member_target(member: zipfile.ZipInfo, dest: Path, archive: Path) -> Path:
-    """Where ``member`` goes under ``dest``; raises DownloadError for absolute or escaping paths."""
-    name = member.filename.replace("\\", "/")
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts or (len(name) > 1 and name[1] == ":"):
-        raise DownloadError(f"{archive} contains an unsafe path {member.filename!r} (absolute or with '..'): "
-                            "refusing to extract it. Delete the archive and download it again from the official "
-                            "source.")
-    target = (dest / pure).resolve()
-    if dest.resolve() not in target.parents and target != dest.resolve():
-        raise DownloadError(f"{archive} member {member.filename!r} would be written outside {dest}: refusing.")
-    return target
-
-
-def _open_zip(archive: Path) -> zipfile.ZipFile:
-    """Open ``archive`` as a zip; raises DownloadError (delete and re-download) when it is not one."""
+    job = _Job(url, dest.with_name(dest.name + ".part"), dest.name, size,
+               not _expects_text(dest.name) if binary is None else binary, progress, chunk)
     try:
-        return zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DownloadError(f"{archive} is not a valid zip archive ({exc}): delete it and download it again."
-                            ) from exc
-
-
-def _is_junk(name: str) -> bool:
-    """macOS metadata (``__MACOSX/``, ``._*``, ``.DS_Store``) that archives built on a Mac carry."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return bool(parts) and (parts[0] == "__MACOSX" or parts[-1].startswith("._") or parts[-1] == ".DS_Store")
-
-
-def extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, strip: str | None = None) -> list[Path]:
-    """Extract a zip archive into ``dest`` safely and return the extracted files.
-
-    Members with absolute paths or ``..`` are refused (path traversal), symbolic links and macOS metadata
-    (``__MACOSX/``, ``._*``) are skipped. ``strip="top/"`` removes that leading folder from member names.
-
-    Raises:
-        DownloadError: the file is not a valid zip, or a member would land outside ``dest``.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    with _open_zip(archive) as zf:
-        members = [m for m in zf.infolist() if not m.is_dir() and not _is_junk(m.filename)]
-        targets = [_member_target(m, dest, archive) for m in members]  # validate all before writing anything
-        for member, target in zip(members, targets):
-            if stat.S_ISLNK(member.external_attr >> 16):
-                logger.warning("%s: skipping symbolic link %s", archive.name, member.filename)
-                continue
-            if strip and member.filename.startswith(strip):
-                target = _member_target(zipfile.ZipInfo(member.filename[len(strip):]), dest, archive)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(member) as src, target.open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise DownloadError(f"{archive} is damaged at {member.filename} ({exc}): delete it and download "
-                                    "it again.") from exc
-            written.append(target)
-    return written
-
-
-def _single_top_folder(archive: Path) -> str | None:
-    """``"name/"`` when every (non-junk) member of the zip sits in one top-level folder, else None."""
-    with _open_zip(archive) as zf:
-        tops = {PurePosixPath(m.filename.replace("\\", "/")).parts[0] for m in zf.infolist()
-                if not _is_junk(m.filename) and not m.is_dir() and "/" in m.filename.replace("\\", "/")}
-        flat = any("/" not in m.filename.replace("\\", "/") for m in zf.infolist() if not _is_junk(m.filename))
-    return f"{tops.pop()}/" if len(tops) == 1 and not flat else None
-
-
-def extract_into(archive: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
-    """Extract ``archive`` so its files end up directly in ``folder`` (zip root or one top-level folder), through
-    :func:`helpers.data.files.atomic_write`: an interrupted extraction leaves no half-filled ``folder``.
-
-    Raises:
-        DownloadError: see :func:`extract`.
-    """
-    archive, folder = Path(archive), Path(folder)
-    with atomic_write(folder) as tmp:
-        extract(archive, tmp, strip=_single_top_folder(archive))
-    return folder
+        return _download(job, dest, expected, retries)
+    except OSError as exc:
+        raise DownloadError(f"cannot download {dest.name} into {dest.parent}: {os_error_cause(exc)}; then run "
+                            "again.") from exc
 
 
 # ----------------------------------------------------------------------------------------------- datasets
@@ -384,17 +360,18 @@ def _dataverse_files(doi: str, server: str = DATAVERSE_SERVER) -> dict[str, dict
     try:
         with _request(url) as response:
             payload = json.loads(response.read().decode("utf-8"))
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise DownloadError(f"cannot list the files of {doi} at {server} ({exc}): check the connection and retry."
+        data = payload.get("data", {})
+        files = data.get("latestVersion", {}).get("files", []) if isinstance(data, dict) else data
+        out = {}
+        for entry in files:
+            f = entry.get("dataFile", {})
+            checksum = f.get("checksum") or {}
+            md5 = f.get("md5") or (checksum.get("value") if checksum.get("type") == "MD5" else None)
+            out[f.get("filename", entry.get("label"))] = {"id": f.get("id"), "md5": md5, "size": f.get("filesize")}
+    except (OSError, http.client.HTTPException, ValueError, AttributeError, TypeError) as exc:
+        cause = _network_cause(exc) if isinstance(exc, OSError) else f"not a Dataverse file list: {exc}"
+        raise DownloadError(f"cannot list the files of {doi} at {server} ({cause}): check the connection and retry."
                             ) from exc
-    data = payload.get("data", {})
-    files = data.get("latestVersion", {}).get("files", []) if isinstance(data, dict) else data
-    out = {}
-    for entry in files:
-        f = entry.get("dataFile", {})
-        md5 = f.get("md5") or (f.get("checksum", {}).get("value") if f.get("checksum", {}).get("type") == "MD5"
-                               else None)
-        out[f.get("filename", entry.get("label"))] = {"id": f.get("id"), "md5": md5, "size": f.get("filesize")}
     return out
 
 
@@ -410,10 +387,11 @@ def resolve(resource: Resource, server: str = DATAVERSE_SERVER) -> Resource:
     info = files.get(resource.filename)
     if info is None or info.get("id") is None:
         raise DownloadError(f"{resource.filename} is not in the Dataverse record {resource.doi} (it lists "
-                            f"{', '.join(sorted(files)) or 'nothing'}): the record changed; update REGISTRY.")
+                            f"{', '.join(sorted(map(str, files))) or 'nothing'}): the record changed; update "
+                            "helpers/data/registry.py.")
     if resource.md5 and info.get("md5") and info["md5"].lower() != resource.md5:
         raise DownloadError(f"Dataverse now publishes MD5 {info['md5']} for {resource.filename}, the course expects "
-                            f"{resource.md5}: the file changed; update REGISTRY in helpers/data/download.py.")
+                            f"{resource.md5}: the file changed; update helpers/data/registry.py.")
     return Resource(resource.filename, f"{server}/api/access/datafile/{info['id']}", resource.extract_to,
                     size=resource.size or info.get("size"), sha256=resource.sha256,
                     md5=resource.md5 or info.get("md5"), source=resource.source, doi=resource.doi)
@@ -476,8 +454,19 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool 
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(REGISTRY)}")
     folder = Path(root).expanduser() / name
+    try:
+        return _fetch_dataset(name, folder, Path(archives).expanduser() if archives is not None else None, progress,
+                              server)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DownloadError(f"cannot download {name} into {folder}{where}: {os_error_cause(exc)}; then run again."
+                            ) from exc
+
+
+def _fetch_dataset(name: str, folder: Path, archives: Path | None, progress: bool, server: str) -> Path:
+    """:func:`download_dataset` once its arguments are checked (OSErrors left to it)."""
     keep = archives is not None
-    archives = Path(archives).expanduser() if keep else folder / "archives"
+    archives = archives if archives is not None else folder / "archives"
     for made in (folder, archives):
         made.mkdir(parents=True, exist_ok=True)
     todo = [r for r in REGISTRY[name] if not (folder / f".extracted-{r.filename}").is_file()]
@@ -490,11 +479,11 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, progress: bool 
             (shutil.copyfile if keep else os.replace)(archive, folder / resource.filename)
         else:
             extract_into(archive, folder / resource.extract_to)
-        if not keep:  # a kept archive keeps its stamp too: the next runtime trusts it without re-hashing
-            archive.unlink(missing_ok=True)
-            _stamp_path(archive).unlink(missing_ok=True)
         write_text_atomic(folder / f".extracted-{resource.filename}", json.dumps(
             {"url": resource.url, "sha256": resource.sha256, "md5": resource.md5, "size": resource.size}))
+        if not keep:  # a kept archive keeps its stamp too: the next runtime re-hashes it, no download
+            archive.unlink(missing_ok=True)
+            _stamp_path(archive).unlink(missing_ok=True)
     if todo:
         _set_aside_unpaired(folder, name)  # each dataset's name is its layout's
     return folder
