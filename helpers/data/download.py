@@ -294,7 +294,7 @@ def _fetch(job: _Job, algos: list[str], retries: int) -> dict[str, Any]:
                                     "Check the address (helpers/data/registry.py) or try later.") from exc
             if attempt == retries:
                 raise _gave_up(job, exc, retries) from exc
-            logger.warning("%s: %s; resuming (attempt %d of %d)", job.name, _network_cause(exc), attempt + 1,
+            logger.warning("%s: %s; retrying (attempt %d of %d)", job.name, _network_cause(exc), attempt + 1,
                            retries)
         time.sleep(RETRY_WAIT_S * attempt)
         hashers = _hashers(algos)
