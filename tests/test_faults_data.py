@@ -294,3 +294,14 @@ def test_synth_writes_into_an_existing_folder_and_keeps_its_files(tmp_path, caps
     assert data_cli.main(["synth", "--out", str(out), "--n", "3", "--size", "32"]) == 0
     assert (out / "README.txt").read_text() == "mine\n" and len(data.discover_pairs(out)) == 3
     assert (out / "attributes.csv").is_file() and _leftovers(tmp_path) == ["synth"]
+
+
+def test_item2_copies_within_one_lesion_are_left_to_the_lesion_and_not_logged(isic_dir, caplog):
+    """HAM10000's two copies share their lesion_id: the lesion already keeps them together, no warning."""
+    (isic_dir / "metadata.csv").write_text("image_id,lesion_id\nISIC_0000004,L4\nCOPY_4,L4\n")
+    _copy_pair(isic_dir, "ISIC_0000004", "COPY_4")
+    with caplog.at_level(logging.WARNING, logger=splits.__name__):
+        after = data.course_splits(isic_dir)
+    assert "byte-identical" not in caplog.text
+    where = {p.id: name for name, pairs in after.items() for p in pairs}
+    assert where["COPY_4"] == where["ISIC_0000004"]

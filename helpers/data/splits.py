@@ -180,8 +180,10 @@ def _merge_groups(pairs: Sequence[Pair], groups: Mapping[str, str] | None,
 def _with_copies(pairs: Sequence[Pair], groups: Mapping[str, str] | None, where: Path
                  ) -> Mapping[str, str] | None:
     """``groups`` with every :func:`find_copies` set merged into one group (with its members' lesions), so
-    :func:`split_pairs` keeps the copies in one split; logs a warning naming them. Unchanged without copies."""
-    copies = find_copies(pairs)
+    :func:`split_pairs` keeps the copies in one split; logs a warning naming them. Unchanged without copies, or
+    when each set's images already share one lesion (HAM10000's two such pairs: ``check`` warns about those)."""
+    copies = [found for found in find_copies(pairs)
+              if len({(groups or {}).get(pair.id, pair.id) for pair in found}) > 1]
     if not copies:
         return groups
     logger.warning("%s: %d set(s) of byte-identical images under different ids (%s): each set is kept in one "
