@@ -8,7 +8,8 @@ One module per concept, in the order data flows (notebook 01 introduces the stag
 - :mod:`~helpers.data.splits`: the resolved dataset (``resolve_dataset``), leak-free splits (``split_pairs``,
   ``course_splits``, ``check_no_leak``), lesion groups and sources.
 - :mod:`~helpers.data.dataset`: ``SegmentationDataset`` and ``make_loaders``.
-- :mod:`~helpers.data.cache`, :mod:`~helpers.data.checks`, :mod:`~helpers.data.download`,
+- :mod:`~helpers.data.cache`, :mod:`~helpers.data.checks`, :mod:`~helpers.data.download` (with
+  :mod:`~helpers.data.registry` and :mod:`~helpers.data.archives`),
   :mod:`~helpers.data.synthetic`, :mod:`~helpers.data.transforms`.
 
 The names notebooks call are re-exported here (``from helpers import data``; ``data.course_splits()``); code
