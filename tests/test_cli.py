@@ -110,7 +110,7 @@ def test_evaluate_per_image_under_a_file_and_truth_equal_to_pred(tmp_path, a_fil
 def test_predict_checkpoint_folder_names_the_file_to_pass(checkpoint, tmp_path, capsys):
     code = predict_main(["--checkpoint", str(checkpoint.parent), "--images", str(tmp_path), "--out",
                          str(tmp_path / "pred")])
-    assert code == 1 and f"pass {checkpoint}" in one_error_line(capsys)
+    assert code == 2 and f"pass {checkpoint}" in one_error_line(capsys)   # a bad input: status 2 (issue 24)
 
 
 def test_a_failed_train_leaves_no_run_folder(tmp_path, capsys):

@@ -382,9 +382,10 @@ def test_cli_trains_in_process(tmp_path, tiny_root, capsys):
     assert (cfg.loss, cfg.grad_clip, cfg.seed, cfg.epochs, cfg.data) == ("bce", 1.0, 1, 1, str(tiny_root))
     assert cfg.model_kwargs == {"base": 4} and not cfg.pretrained
     assert len(pd.read_csv(out / runfolder.HISTORY_FILE)) == 1
-    for bad in (["--epochs", "0"], ["--model-kwargs", "base=4"]):
-        with pytest.raises(SystemExit):
-            train_main([*bad, "--out", str(out)])
+    assert train_main(["--epochs", "0", "--out", str(out)]) == 2     # a range: one line naming the option
+    assert capsys.readouterr().err == "error: --epochs 0 must be a positive integer\n"
+    with pytest.raises(SystemExit):                                   # a type: argparse's usage message
+        train_main(["--model-kwargs", "base=4", "--out", str(out)])
     assert "model-kwargs" in capsys.readouterr().err
 
 

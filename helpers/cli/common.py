@@ -4,7 +4,7 @@
 (notebook 05) call :func:`check_output_path` on every path they will write (``--out``, ``--per-image``)
 before they train or predict, so an impossible path costs a second, not a training run. The check creates
 nothing. Each CLI prints an :class:`OutputPathError` with :func:`fail`: one line on stderr, exit status 2,
-no traceback.
+no traceback; after Ctrl-C, :func:`interrupted` prints one line saying what was kept and exits with 130.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pathlib import Path
 
 #: Exit status of a CLI refused a setting (argparse uses 2 for usage errors too).
 USAGE_ERROR = 2
+#: Exit status after Ctrl-C (SIGINT): 128 + 2, what a shell reports for a program stopped by SIGINT.
+INTERRUPTED = 130
 
 
 class OutputPathError(ValueError):
@@ -73,6 +75,15 @@ def fail(message: object) -> int:
     """Print ``error: <message>`` as one line on stderr and return :data:`USAGE_ERROR` (for ``return fail(err)``)."""
     print(f"error: {message}", file=sys.stderr)
     return USAGE_ERROR
+
+
+def interrupted(message: str) -> int:
+    """After Ctrl-C: print ``message`` (``"interrupted ..."``: where it stopped, what was kept, how to go on) as
+    one line on stderr, no traceback, and return :data:`INTERRUPTED` (``except KeyboardInterrupt: return
+    interrupted(...)``). Like ``python -m helpers.data``'s ``interrupted: ...``, no ``error:`` prefix: the user
+    stopped the command, nothing went wrong."""
+    print(message if message.startswith("interrupted") else f"interrupted: {message}", file=sys.stderr)
+    return INTERRUPTED
 
 
 def json_object_arg(text: str) -> dict:

@@ -6,7 +6,10 @@ A thin wrapper: it parses the arguments into a :class:`helpers.train.loop.TrainC
     python -m helpers.train --data data/isic2018 --model resnet_unet_aspp --img-size 256 --epochs 5 \\
         --batch-size 16 --lr 1e-3 --pretrained --out runs/resnet_unet_aspp
 
-Interrupted? Run the same command with ``--resume``: it continues after the last finished epoch.
+Interrupted? Run the same command with ``--resume``: it continues after the last finished epoch (after
+Ctrl-C the command prints that command line and exits with status 130). A bad setting, a run folder another
+run is writing (its lock names that run's process) or a checkpoint that cannot be saved (full disk,
+read-only folder) is one ``error:`` line on stderr and exit status 2.
 
 Several GPUs on one machine: start the same command through torchrun, one process per GPU::
 
@@ -19,18 +22,29 @@ CPU the same works with the gloo backend (``--device cpu``). Without torchrun no
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from helpers import models, runfolder
-from helpers.cli.common import OutputPathError, check_output_path, fail, json_object_arg
+from helpers.cli.common import (
+    INTERRUPTED,
+    USAGE_ERROR,
+    OutputPathError,
+    check_output_path,
+    fail,
+    interrupted,
+    json_object_arg,
+)
 from helpers.data.files import DatasetError
 from helpers.runtime import DEVICE_CHOICES
 from helpers.train import distributed
 from helpers.train.fit import ResumeError, fit
-from helpers.train.loop import NonFiniteLossError, TrainConfig
+from helpers.train.loop import ConfigError, NonFiniteLossError, TrainConfig, TrainingInterrupted
 
 _DEFAULTS = TrainConfig()
+#: TrainConfig fields whose option is not ``--<field with dashes>``.
+_OPTIONS = {"num_workers": "--workers", "augment": "--no-augment", "data": "--data", "out": "--out"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,26 +92,59 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        device=args.device, resume=args.resume)
 
 
+def option_name(field: str) -> str:
+    """The command-line option of a TrainConfig field (``img_size`` -> ``--img-size``)."""
+    return _OPTIONS.get(field, "--" + field.replace("_", "-"))
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes this run: the same arguments plus ``--resume`` (under torchrun too)."""
+    world = distributed.get_world_size()
+    start = f"torchrun --nproc_per_node {world} -m helpers.train" if world > 1 else "python -m helpers.train"
+    return f"{start} {shlex.join(argv + ([] if '--resume' in argv else ['--resume']))}"
+
+
+def interrupted_message(err: KeyboardInterrupt, cfg: TrainConfig, argv: list[str]) -> str:
+    """Where Ctrl-C stopped the run, what ``last.pt`` holds and the command that resumes it."""
+    if isinstance(err, TrainingInterrupted):
+        where, last, saved = f"interrupted at epoch {err.epoch}", err.last_path, f"holds epoch {err.saved_epoch}"
+        resumable = err.saved_epoch > 0
+    else:  # before the first epoch began (reading data, building the model) or after the last
+        where, last, saved = "interrupted", runfolder.last_path(cfg.run_dir()), "is unchanged"
+        resumable = last.is_file()
+    if not resumable:
+        return f"{where}, before any epoch was saved: nothing to resume; run the same command again to start"
+    return f"{where}: {last} {saved}; resume with {resume_command(argv)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a training/data error, 2 a bad setting or an unwritable
-    --out; the reason is one line on stderr)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a training/data error, 2 a bad setting, an unwritable or
+    locked --out or a checkpoint that could not be saved, 130 after Ctrl-C; the reason is one line on stderr)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args)
-    except ValueError as err:  # an out-of-range setting: argparse prints usage and exits with status 2
-        parser.error(str(err))
+    except ConfigError as err:  # an out-of-range setting, named by its option
+        return fail(f"{option_name(err.name)} {err.value} {err.detail}")
+    except ValueError as err:
+        return fail(err)
     try:
         check_output_path(cfg.run_dir(), "--out" if args.out else "the run folder (--out)", folder=True)
     except OutputPathError as err:
         return fail(err)
+    main_process = distributed.is_main_process
     try:
         result = fit(cfg, progress=not args.quiet)
+    except KeyboardInterrupt as err:  # Ctrl-C: last.pt holds the last finished epoch
+        return interrupted(interrupted_message(err, cfg, argv)) if main_process() else INTERRUPTED
+    except runfolder.RunFolderError as err:  # locked by another run, or a file could not be written
+        return fail(err) if main_process() else USAGE_ERROR
     except (NonFiniteLossError, ResumeError, DatasetError, models.CheckpointError, ValueError) as err:
         where = f" (rank {distributed.get_rank()})" if distributed.wants_distributed() else ""
         print(f"error{where}: {err}", file=sys.stderr)
         return 1
-    if not distributed.is_main_process():  # under torchrun, rank 0 reports for all processes
+    if not main_process():  # under torchrun, rank 0 reports for all processes
         return 0
     last = result.history.iloc[-1] if len(result.history) else None
     world = distributed.get_world_size()

@@ -23,6 +23,11 @@ validates its own share of the validation images; the per-image scores are summe
 ``history.csv`` holds the scores of the whole validation set, each image counted once. Only rank 0 writes
 the run folder; ``last.pt`` keeps every rank's random state, so ``--resume`` works under torchrun too (with
 the same number of processes).
+
+While it runs, :func:`fit` holds the run folder's lock (:class:`helpers.runfolder.RunLock`, rank 0), so a
+second run into the same folder is refused (:class:`helpers.runfolder.RunFolderLocked`); a checkpoint or
+history that cannot be written raises :class:`helpers.runfolder.RunFolderWriteError` (the previous files stay
+intact) and Ctrl-C raises :class:`TrainingInterrupted`, both saying which epoch ``last.pt`` holds.
 """
 from __future__ import annotations
 
@@ -44,16 +49,19 @@ from helpers.data.dataset import make_loaders
 from helpers.data.files import write_text_atomic
 from helpers.data.layouts import Pair
 from helpers.data.splits import course_splits
+from helpers.runfolder import checked_write, intact, resume_hint
 from helpers.train import distributed, loop, losses
-from helpers.train.loop import Callback, NonFiniteLossError, TrainConfig
+from helpers.train.loop import Callback, NonFiniteLossError, TrainConfig, TrainingInterrupted
 from helpers.train.resume import (
     ResumeError,
     RunState,
     check_resumable,
+    remove_unfinished_run,
     restore_state,
     rng_state,
     save_state,
     split_fingerprint,
+    take_lock,
 )
 
 #: Columns of ``history.csv`` and of :attr:`FitResult.history`, in order.
@@ -151,8 +159,10 @@ def _samplers(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]]) -> dict[st
             "val": distributed.ShardSampler(len(splits["val"]), rank, world)}
 
 
-def build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]]) -> dict[str, Any]:
-    """The train and val DataLoaders of ``cfg`` as :func:`fit` builds them (the preprocessing cache too).
+def build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]], *,
+                  progress: bool | None = None) -> dict[str, Any]:
+    """The train and val DataLoaders of ``cfg`` as :func:`fit` builds them (the preprocessing cache too;
+    ``progress``: its "caching N pairs" bar, see :func:`helpers.data.dataset.make_loaders`).
 
     In a multi-process run the train loader gets a seeded DistributedSampler and val a
     :class:`helpers.train.distributed.ShardSampler`.
@@ -166,9 +176,9 @@ def build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]]) -> dic
                              "(see python -m helpers.data check DIR)")
     # Workers are restarted every epoch (not persistent) so their augmentation seeds depend on the epoch
     # only (see reseed_loader): a resumed run then sees exactly the batches an uninterrupted one would.
-    return make_loaders({"train": splits["train"], "val": splits["val"]}, cfg.img_size,
-                             cfg.batch_size, augment=cfg.augment, num_workers=cfg.num_workers, seed=cfg.seed,
-                             persistent_workers=False, samplers=_samplers(cfg, splits))
+    return make_loaders({"train": splits["train"], "val": splits["val"]}, cfg.img_size, cfg.batch_size,
+                        augment=cfg.augment, num_workers=cfg.num_workers, seed=cfg.seed, persistent_workers=False,
+                        samplers=_samplers(cfg, splits), progress=progress)
 
 
 @dataclass
@@ -274,7 +284,9 @@ def _start_or_resume(cfg: TrainConfig, parts: Parts, run_dir: Path, fingerprint:
         run = restore_state(checkpoint, parts.model, parts.optimizer, parts.scheduler, parts.scaler,
                             rank=distributed.get_rank())
         if distributed.is_main_process():  # drop rows of an epoch last.pt does not hold
-            write_history(runfolder.history_path(run_dir), run.history)
+            history = runfolder.history_path(run_dir)
+            checked_write(history, lambda: write_history(history, run.history),
+                          kept=intact(run_dir, run.best_epoch, run.epoch), then=resume_hint(run.epoch))
         return run
     if not distributed.is_main_process():
         return RunState()
@@ -282,10 +294,12 @@ def _start_or_resume(cfg: TrainConfig, parts: Parts, run_dir: Path, fingerprint:
     if stale:  # a new run must not leave another run's checkpoints beside its history
         print(f"starting a new run in {run_dir}: replacing {', '.join(p.name for p in stale)} of the previous run")
         for path in stale:
-            path.unlink()
-    cfg.save(runfolder.config_path(run_dir))
-    write_history(runfolder.history_path(run_dir), [])
+            checked_write(path, path.unlink, then=resume_hint(0))
+    config, history = runfolder.config_path(run_dir), runfolder.history_path(run_dir)
+    checked_write(config, lambda: cfg.save(config), then=resume_hint(0))
+    checked_write(history, lambda: write_history(history, []), then=resume_hint(0))
     return RunState()
+
 
 
 def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None, progress: bool = True,
@@ -297,6 +311,7 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,
     With ``cfg.resume`` and an existing ``last.pt`` the run continues after its last finished epoch
     (a finished run returns at once); otherwise the run folder's history starts afresh. A run that fails
     before its first epoch is saved removes the run folder it created (no empty run folders are left).
+    The run folder is locked while the run writes it, so a second run into it is refused.
 
     Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1 in the environment) it trains with
     DistributedDataParallel in each of the N processes: it joins the process group (nccl on CUDA, gloo on
@@ -317,6 +332,11 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,
         NonFiniteLossError: the loss became NaN/inf (the message says what to try); checkpoints untouched.
         ResumeError: ``resume`` found a ``last.pt`` from a different recipe, data split or process count.
         ValueError: an empty train or val split, or an invalid setting.
+        RunFolderLocked: another live run holds the run folder's lock (a :class:`helpers.runfolder.RunLock`,
+            taken for the whole run and released on every exit; a killed run's lock is taken over).
+        RunFolderWriteError: a checkpoint or the history could not be written (full disk, read-only
+            folder); the previous best.pt and last.pt are intact and the message says which epochs they hold.
+        TrainingInterrupted: Ctrl-C in an epoch (a KeyboardInterrupt saying which epoch last.pt holds).
         RuntimeError: torchrun was asked for a device multi-process training does not support (MPS).
     """
     device = runtime.select_device(cfg.device)
@@ -325,39 +345,33 @@ def fit(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,
         device = distributed.init_distributed(device)
     elif distributed.is_distributed():
         device = distributed.local_device(device)
-    fresh = not cfg.run_dir().exists()
+    run_dir = cfg.run_dir()
+    fresh = not run_dir.exists()
+    lock = runfolder.RunLock(run_dir)
     try:
-        return _fit(cfg, device, splits, progress and distributed.is_main_process(), list(callbacks or []))
-    except BaseException:
-        if fresh and distributed.is_main_process():
-            _remove_unfinished_run(cfg.run_dir())
-        raise
+        take_lock(lock, fresh)
+        try:
+            return _fit(cfg, device, splits, progress and distributed.is_main_process(), list(callbacks or []))
+        except BaseException:
+            if fresh and distributed.is_main_process():
+                remove_unfinished_run(run_dir, lock)
+            raise
+        finally:
+            lock.release()
     finally:
         if own_group:
             distributed.cleanup_distributed()
-
-
-def _remove_unfinished_run(run_dir: Path) -> None:
-    """After a failure before any epoch was saved, remove what a new run wrote (config.json, history.csv)
-    and the run folder itself when that leaves it empty; a folder with a ``last.pt`` is kept (resumable)."""
-    if not run_dir.is_dir() or runfolder.last_path(run_dir).exists():
-        return
-    for name in (runfolder.CONFIG_FILE, runfolder.HISTORY_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    if not any(run_dir.iterdir()):
-        run_dir.rmdir()
 
 
 def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[Pair]] | None,
          progress: bool, callbacks: list[Callback]) -> FitResult:
     """:func:`fit` once the device (and, under torchrun, the process group) is set up."""
     run_dir = cfg.run_dir()
-    main = distributed.is_main_process()
     runtime.seed_everything(cfg.seed + distributed.get_rank())   # DDP copies rank 0's initial weights
     resuming = cfg.resume and runfolder.last_path(run_dir).is_file()   # decided before any process writes
     with distributed.main_process_first():   # rank 0 generates data and caches; the others then reuse them
         splits = splits if splits is not None else course_splits(cfg.data, seed=cfg.seed)
-        loaders = build_loaders(cfg, splits)
+        loaders = build_loaders(cfg, splits, progress=None if progress else False)   # --quiet: no bar
     parts = build_parts(cfg, loaders, device, resuming=resuming)
     fingerprint = split_fingerprint(splits)
     run = _start_or_resume(cfg, parts, run_dir, fingerprint, resuming)
@@ -366,20 +380,18 @@ def _fit(cfg: TrainConfig, device: torch.device, splits: Mapping[str, Sequence[P
         print(f"{run_dir} already holds all {cfg.epochs} epochs of this recipe: nothing to train"
               if run.epoch >= cfg.epochs or run.stopped_early else
               f"resuming {run_dir} after epoch {run.epoch}/{cfg.epochs}")
+    saved = run.epoch   # the epoch last.pt holds
     for epoch in range(run.epoch + 1, cfg.epochs + 1):
         if run.stopped_early:
             break
         try:
             row = _run_epoch(cfg, parts, epoch, device, progress, callbacks)
+            _finish_epoch(cfg, parts, run, row, run_dir, fingerprint)
         except NonFiniteLossError as err:
             raise NonFiniteLossError(_divergence_message(err, cfg, run, run_dir)) from err
-        except KeyboardInterrupt:
-            if main:
-                print(f"\ninterrupted in epoch {epoch}; {runfolder.last_path(run_dir)} holds epoch {run.epoch}. "
-                      "Run again with resume=True (or --resume) to continue." if run.epoch else
-                      f"\ninterrupted in epoch {epoch}, before any epoch was saved.")
-            raise
-        _finish_epoch(cfg, parts, run, row, run_dir, fingerprint)
+        except KeyboardInterrupt as err:
+            raise TrainingInterrupted(epoch, saved, runfolder.last_path(run_dir)) from err
+        saved = epoch
         for cb in callbacks:
             cb("epoch_end", {"epoch": epoch, "row": dict(row), "run_dir": run_dir})
     distributed.barrier()   # rank 0's files are complete before any process returns their paths
@@ -397,13 +409,12 @@ def _finish_epoch(cfg: TrainConfig, parts: Parts, run: RunState, row: dict[str, 
     only the main process writes, with the random states of all ranks gathered into last.pt.
     """
     main = distributed.is_main_process()
+    held = (run.best_epoch, run.epoch)   # what best.pt and last.pt hold before this epoch's saves
     run.epoch = int(row["epoch"])
     run.history.append(row)
-    if row["val_dice"] > run.best_score:
+    improved = row["val_dice"] > run.best_score
+    if improved:
         run.best_score, run.best_epoch, run.bad_epochs = row["val_dice"], run.epoch, 0
-        if main:
-            models.save_checkpoint(runfolder.best_path(run_dir), parts.model, kind="best", epoch=run.epoch,
-                                   scores=dict(row), config=cfg.to_dict())
     else:
         run.bad_epochs += 1
     if cfg.patience is not None and run.bad_epochs >= cfg.patience and run.epoch < cfg.epochs:
@@ -412,10 +423,40 @@ def _finish_epoch(cfg: TrainConfig, parts: Parts, run: RunState, row: dict[str, 
             print(f"early stopping after epoch {run.epoch}: no better val Dice for {cfg.patience} epochs "
                   f"(best {run.best_score:.4f} at epoch {run.best_epoch})")
     rank_rng = distributed.all_gather_objects(rng_state())   # a collective: every process takes part
+    failure = None
     if main:
-        save_state(runfolder.last_path(run_dir), parts.model, parts.optimizer, parts.scheduler, parts.scaler,
-                   run, cfg, fingerprint, rank_rng=rank_rng)
-        write_history(runfolder.history_path(run_dir), run.history)
+        try:
+            _save_epoch(cfg, parts, run, run_dir, fingerprint, rank_rng, row if improved else None, held)
+        except runfolder.RunFolderWriteError as err:
+            failure = err
+    outcome = distributed.all_gather_objects(str(failure) if failure else None)[0]   # all stop together
+    if failure is not None:
+        raise failure
+    if outcome is not None:
+        raise runfolder.RunFolderWriteError(outcome)
+
+
+def _save_epoch(cfg: TrainConfig, parts: Parts, run: RunState, run_dir: Path, fingerprint: str,
+                rank_rng: list[Any], best_row: dict[str, float] | None, held: tuple[int, int]) -> None:
+    """Write best.pt (when ``best_row``), last.pt, then history.csv; ``held`` = the epochs best.pt and last.pt
+    held before. Each save is atomic, so a failed one leaves the previous file whole.
+
+    Raises:
+        RunFolderWriteError: a file could not be written (the message says what is intact).
+    """
+    best_epoch, last_epoch = held
+    best, last, history = (runfolder.best_path(run_dir), runfolder.last_path(run_dir),
+                           runfolder.history_path(run_dir))
+    if best_row is not None:
+        checked_write(best, lambda: models.save_checkpoint(best, parts.model, kind="best", epoch=run.epoch,
+                                                           scores=dict(best_row), config=cfg.to_dict()),
+                      kept=intact(run_dir, best_epoch, last_epoch), then=resume_hint(last_epoch))
+        best_epoch = run.epoch
+    checked_write(last, lambda: save_state(last, parts.model, parts.optimizer, parts.scheduler, parts.scaler, run,
+                                           cfg, fingerprint, rank_rng=rank_rng),
+                  kept=intact(run_dir, best_epoch, last_epoch), then=resume_hint(last_epoch))
+    checked_write(history, lambda: write_history(history, run.history), kept=intact(run_dir, best_epoch, run.epoch),
+                  then=resume_hint(run.epoch))
 
 
 def train_or_load(cfg: TrainConfig, *, splits: Mapping[str, Sequence[Pair]] | None = None,

@@ -14,6 +14,7 @@ a whole run (run folder, checkpoints, resuming, several GPUs); the command line 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,9 @@ from torch import nn
 from helpers import config, runtime
 from helpers.data.files import write_text_atomic
 from helpers.evaluation import metrics
+from helpers.models.factory import SMP_SIZE_MULTIPLE
+from helpers.models.resnet_unet_aspp import ResNetUNetASPP
+from helpers.models.se_unet import SEUNet
 from helpers.train import distributed
 
 AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
@@ -38,9 +42,63 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite: training stopped; ``best.pt`` and ``last.pt`` were left untouched."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped :func:`helpers.train.fit.fit` in epoch :attr:`epoch`; ``last.pt`` holds epoch
+    :attr:`saved_epoch` (0: nothing was saved). A KeyboardInterrupt, so notebooks and scripts stop as before."""
+
+    def __init__(self, epoch: int, saved_epoch: int, last_path: Path) -> None:
+        self.epoch, self.saved_epoch, self.last_path = epoch, saved_epoch, last_path
+        super().__init__(f"interrupted at epoch {epoch}: {last_path} holds epoch {saved_epoch}; run again with "
+                         "resume=True (--resume) to continue" if saved_epoch else
+                         f"interrupted at epoch {epoch}, before any epoch was saved: run again to start over")
+
+
+class ConfigError(ValueError):
+    """A :class:`TrainConfig` value out of range; :attr:`name` is the field, :attr:`value` what was given,
+    :attr:`detail` the rule and why (the command line shows it under the option's name: ``--img-size 7 ...``)."""
+
+    def __init__(self, name: str, value: Any, detail: str) -> None:
+        self.name, self.value, self.detail = name, value, detail
+        super().__init__(f"TrainConfig.{name}={value!r} {detail}")
+
+
 # --------------------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------------------
+#: The largest training size: a 2048 px image takes 12 MiB in the preprocessing cache (ISIC 2018's 2594
+#: training images: 31 GiB) and a batch of 16 needs tens of GiB of activations; beyond it numpy or cv2 end in a
+#: memory error. The course trains at 64 to 512 px.
+MAX_IMG_SIZE = 2048
+#: The largest seed: NumPy's (and the DataLoader workers') seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
+
+def downsampling_factor(model: str, model_kwargs: Mapping[str, Any]) -> int | None:
+    """How many times the model's encoder halves its input, as a factor (``se_unet``: ``2**depth``;
+    ``resnet_unet_aspp`` and smp models: 32); None for a name :func:`helpers.models.build_model` does not know."""
+    key = str(model).strip().lower()
+    if key == "se_unet":
+        depth = model_kwargs.get("depth", inspect.signature(SEUNet).parameters["depth"].default)
+    elif key == "resnet_unet_aspp":
+        return ResNetUNetASPP.size_multiple
+    elif key.startswith("smp_"):
+        depth = model_kwargs.get("encoder_depth")
+        if depth is None:
+            return SMP_SIZE_MULTIPLE
+    else:
+        return None
+    return 2**depth if isinstance(depth, int) and not isinstance(depth, bool) and 1 <= depth <= 8 else None
+
+
+def smallest_img_size(model: str, model_kwargs: Mapping[str, Any]) -> int:
+    """The smallest training size of ``model``: one more than its :func:`downsampling_factor`. The input is
+    padded to a multiple of the factor, so from there on the bottleneck is at least 2x2; at the factor or below
+    it is 1x1, where BatchNorm fails in training ("Expected more than 1 value per channel when training") as
+    soon as a batch holds one image (the last batch of an epoch can). 1 for an unknown model."""
+    factor = downsampling_factor(model, model_kwargs)
+    return factor + 1 if factor else 1
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; the defaults are the course's recipe (see notebook 04).
@@ -103,27 +161,62 @@ class TrainConfig:
         for name in ("img_size", "epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr!r}")
-        if self.weight_decay < 0 or self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"need weight_decay >= 0, warmup >= 0 and 0 <= min_lr_ratio <= 1, got "
-                             f"{self.weight_decay}, {self.warmup}, {self.min_lr_ratio}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"TrainConfig.grad_clip must be None (off) or a positive norm, got {self.grad_clip!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"TrainConfig.patience must be None (off) or >= 1 epoch, got {self.patience!r}")
-        if self.amp not in AMP_CHOICES:
-            raise ValueError(f"TrainConfig.amp must be one of {AMP_CHOICES}, got {self.amp!r}")
+                raise ConfigError(name, value, "must be a positive integer")
         try:  # JSON form (tuples become lists) so a config read back from config.json compares equal
             self.model_kwargs = json.loads(json.dumps(dict(self.model_kwargs)))
         except TypeError as err:
             raise ValueError(f"TrainConfig.model_kwargs must hold JSON values (numbers, strings, lists), "
                              f"got {self.model_kwargs!r}: {err}") from err
+        self._check_img_size()
+        self._check_numbers()
+        if self.amp not in AMP_CHOICES:
+            raise ConfigError("amp", self.amp, f"must be one of {AMP_CHOICES}")
         if self.data is not None:
             self.data = str(self.data)
         if self.out is not None:
             self.out = str(self.out)
+
+    def _check_img_size(self) -> None:
+        """``img_size`` between :func:`smallest_img_size` of the model and :data:`MAX_IMG_SIZE`."""
+        smallest = smallest_img_size(self.model, self.model_kwargs)
+        if self.img_size < smallest:
+            factor = downsampling_factor(self.model, self.model_kwargs)
+            raise ConfigError("img_size", self.img_size,
+                              f"is below the smallest size {self.model} trains at, {smallest} px: it downsamples "
+                              f"{factor} times, so at {factor} px or less its bottleneck is 1x1 and BatchNorm "
+                              "fails on a one-image batch (\"Expected more than 1 value per channel when "
+                              f"training\"). Use {smallest} to {MAX_IMG_SIZE} px (multiples of {factor} waste no "
+                              "padding)")
+        if self.img_size > MAX_IMG_SIZE:
+            raise ConfigError("img_size", self.img_size,
+                              f"is above {MAX_IMG_SIZE} px, the largest training size: the preprocessing cache "
+                              f"({self.img_size}x{self.img_size}x3 bytes per image) and a batch's activations "
+                              f"would not fit in memory. Use {smallest} to {MAX_IMG_SIZE} px (the course trains "
+                              "at 64 to 512)")
+
+    def _check_numbers(self) -> None:
+        """Learning rate, weight decay, warm-up, seed, clipping, patience and workers within their ranges."""
+        def finite(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if not (finite(self.lr) and self.lr > 0):
+            raise ConfigError("lr", self.lr, "must be a positive, finite number (the recipe uses 1e-3)")
+        if not (finite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError("weight_decay", self.weight_decay, "must be a finite number >= 0")
+        if not (finite(self.warmup) and self.warmup >= 0):
+            raise ConfigError("warmup", self.warmup, "must be a finite number >= 0: below 1 a fraction of all "
+                              "steps (0.1 = the first tenth), from 1 on a number of epochs")
+        if not (finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            raise ConfigError("min_lr_ratio", self.min_lr_ratio, "must be between 0 and 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError("seed", self.seed, f"must be an integer from 0 to {MAX_SEED} (2**32 - 1, "
+                              "the range of NumPy's seeds)")
+        if self.grad_clip is not None and not (finite(self.grad_clip) and self.grad_clip > 0):
+            raise ConfigError("grad_clip", self.grad_clip, "must be a positive, finite norm (or None: off)")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError("patience", self.patience, "must be at least 1 epoch (or None: off)")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ConfigError("num_workers", self.num_workers, "must be 0 (load in the main process) or more")
 
     def run_dir(self) -> Path:
         """The run folder: ``out`` if given, else ``runs/<model>``."""

@@ -5,9 +5,13 @@ reads it back with :func:`restore_state` once :func:`check_resumable` has made s
 recipe (:data:`RESUME_FIELDS`), the same train/val split (:func:`split_fingerprint`) and the same number of
 processes. The random states of Python, NumPy and torch (:func:`rng_state`) travel with it, so a resumed run
 on the CPU ends with the same weights as an uninterrupted one.
+
+Around the run, :func:`take_lock` holds the run folder's lock (:class:`helpers.runfolder.RunLock`) and
+:func:`remove_unfinished_run` removes what a run that failed before its first saved epoch wrote.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
@@ -20,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import models
+from helpers import models, runfolder
 from helpers.data.layouts import Pair
 from helpers.runfolder import LAST_FILE
+from helpers.train import distributed
 from helpers.train.loop import TrainConfig
 
 #: TrainConfig fields that must match to resume a run (the others, e.g. workers or patience, may change).
@@ -154,3 +159,52 @@ def split_fingerprint(splits: Mapping[str, Sequence[Pair]]) -> str:
         for pair in splits[name]:
             digest.update(pair.id.encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The run folder's lock and an unfinished run
+# --------------------------------------------------------------------------------------------------------
+def take_lock(lock: runfolder.RunLock, fresh: bool) -> None:
+    """Rank 0 takes the run folder's lock (and says what it cleaned up); every process learns the outcome.
+
+    Under torchrun only rank 0 writes the run folder, so only rank 0 holds the lock; the outcome is shared
+    with :func:`helpers.train.distributed.all_gather_objects`, so all processes stop together when refused.
+    ``fresh``: the run folder did not exist before (removed again when the lock cannot be written).
+
+    Raises:
+        RunFolderError: the folder is locked by a live run (RunFolderLocked), or the lock file cannot be
+            written (RunFolderWriteError); on every rank.
+    """
+    error: runfolder.RunFolderError | None = None
+    if distributed.is_main_process():
+        try:
+            notice = lock.acquire().notice()
+            if notice:
+                print(notice)
+        except runfolder.RunFolderLocked as err:
+            error = err
+        except OSError as err:
+            error = runfolder.write_error(lock.path, err, then=runfolder.resume_hint(0))
+            if fresh:  # leave no empty folder behind
+                with contextlib.suppress(OSError):
+                    lock.run_dir.rmdir()
+    outcome = distributed.all_gather_objects(str(error) if error else None)[0]   # a collective
+    if error is not None:
+        raise error
+    if outcome is not None:
+        raise runfolder.RunFolderError(outcome)
+
+
+def remove_unfinished_run(run_dir: Path, lock: runfolder.RunLock) -> None:
+    """After a failure before any epoch was saved, remove what a new run wrote (config.json, history.csv),
+    release the lock, and remove the run folder when that leaves it empty; a folder with a ``last.pt`` is
+    kept (resumable). A folder that cannot be changed any more (read-only) is left as it is."""
+    try:
+        if run_dir.is_dir() and not runfolder.last_path(run_dir).exists():
+            for name in (runfolder.CONFIG_FILE, runfolder.HISTORY_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+        lock.release()
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+    except OSError:
+        pass
