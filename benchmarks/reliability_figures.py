@@ -30,9 +30,11 @@ from PIL import Image
 from torch import nn
 
 from helpers import data, models
+from helpers.cli.common import fail
 from helpers.course import profiles
 from helpers.data import files, layouts, synthetic, transforms
 from helpers.evaluation import metrics, predict, reliability, subgroups
+from helpers.models.checkpoint import trained_img_size
 from helpers.train.fit import train_or_load
 from helpers.train.loop import TrainConfig
 
@@ -88,11 +90,20 @@ def predict_all(net: nn.Module, images: Sequence[np.ndarray], img_size: int) -> 
     return [q for i in range(0, len(images), BATCH) for q in predict.predict_batch(net, images[i:i + BATCH], img_size)]
 
 
+def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, int]:
+    """``(model, its training input size)`` of ``--checkpoint``.
+
+    Raises:
+        CheckpointError: missing, damaged, unsafe or foreign file, or one that records no training size.
+    """
+    ckpt = models.load_checkpoint(path)
+    return models.load_model(ckpt), trained_img_size(ckpt, path)
+
+
 def prepare_model(args: argparse.Namespace, splits: Mapping[str, Sequence[layouts.Pair]]) -> tuple[nn.Module, int]:
     """``(model, its input size)``: ``--checkpoint`` loaded, or :func:`small_recipe` trained (or reloaded) in --home."""
     if args.checkpoint:
-        ckpt = models.load_checkpoint(args.checkpoint)
-        return models.load_model(ckpt), ckpt["config"]["img_size"]
+        return load_checkpoint_model(args.checkpoint)
     cfg = small_recipe(img_size=args.img_size, epochs=args.train_epochs, batch_size=BATCH,
                        out=str(Path(args.home) / "runs" / "analysis_resnet"))
     run = train_or_load(cfg, splits=splits, progress=False)
@@ -191,12 +202,22 @@ def shift_experiment(home: Path, img_size: int, n_boot: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the figures (and ``--shift``'s), write ``--json``. Returns the exit status."""
+    """Print the figures (and ``--shift``'s), write ``--json``. Returns the exit status: 2 with one ``error:``
+    line for a bad ``--checkpoint`` (missing, damaged, unsafe, foreign) or data folder."""
     args = build_parser().parse_args(argv)
+    try:
+        return run_figures(args)
+    except (models.CheckpointError, files.DatasetError, FileNotFoundError) as err:
+        return fail(err)
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    """What :func:`main` does once the arguments are parsed; the checkpoint is checked before any data is made."""
     t0 = time.perf_counter()
+    loaded = load_checkpoint_model(args.checkpoint) if args.checkpoint else None
     splits = data.course_splits(args.data, seed=0)
     print({k: len(v) for k, v in splits.items()}, flush=True)
-    net, img = prepare_model(args, splits)
+    net, img = loaded or prepare_model(args, splits)
     print(f"model ready {time.perf_counter() - t0:.0f} s, img {img}", flush=True)
     out, groups = analyse(net, img, splits, args.n_boot)
     print(json.dumps(out), flush=True)

@@ -419,7 +419,7 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         metrics.evaluate_folders(tmp_path / "nope", tmp_path / "empty")
-    with pytest.raises(ValueError, match="no \\*_segmentation.png masks"):
+    with pytest.raises(ValueError, match="empty is empty: point --truth at the folder of <id>_segmentation.png masks"):
         metrics.evaluate_folders(tmp_path / "empty", tmp_path / "empty")
     _write(tmp_path / "truth", "SYN_0000000", np.zeros((4, 4), np.uint8))
     (tmp_path / "pred").mkdir()
@@ -456,7 +456,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     (tmp_path / "t").mkdir()
     (tmp_path / "p").mkdir()
     assert evaluate.main(["--truth", str(tmp_path / "t"), "--pred", str(tmp_path / "p")]) == 2
-    assert "error: no *_segmentation.png masks" in capsys.readouterr().err
+    assert f"error: truth folder {tmp_path / 't'} is empty" in capsys.readouterr().err
 
 
 def test_threshold_grid_holds_the_default_threshold():

@@ -265,7 +265,7 @@ def test_cli(checkpoint, flat_images, tmp_path, capsys):
     assert f"wrote {len(sizes)} masks" in capsys.readouterr().out
     assert len(list(out.glob(f"*{MASK_ENDING}"))) == len(sizes)
     assert predict_main(["--checkpoint", str(tmp_path / "missing.pt"), "--images", str(folder),
-                         "--out", str(out)]) == 1
+                         "--out", str(out)]) == 2
     assert "missing.pt" in capsys.readouterr().err
 
 

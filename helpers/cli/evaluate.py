@@ -8,18 +8,20 @@ per-image scores go to a CSV with ``--per-image``. The numbers equal the officia
 (``isic-challenge-scoring segmentation TRUTH PRED``); ``threshold_jaccard`` is the ISIC 2018 ranking score.
 All the logic is :func:`helpers.evaluation.metrics.evaluate_folders`; masks are read with the one mask rule
 (:func:`helpers.data.files.read_mask`), so a 0/1, colour or alpha-only mask is refused with its name and the fix
-instead of scoring 0. Introduced in notebook 05 (``05_evaluation``).
+instead of scoring 0. Every failure (a folder without ``<id>_segmentation.png`` masks names what it holds; a full
+or read-only disk names the CSV) is one ``error:`` line on stderr, exit status 2. Introduced in notebook 05
+(``05_evaluation``).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from helpers.cli.common import OutputPathError, check_output_path, fail
 from helpers.data.files import write_text_atomic
 from helpers.evaluation.metrics import METRIC_NAMES, evaluate_folders
+from helpers.evaluation.predict import OutputWriteError, writing
 
 
 def format_summary(summary: dict[str, float]) -> str:
@@ -56,13 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.per_image is not None:
             check_output_path(args.per_image, "--per-image", folder=False)
         per_image, summary = evaluate_folders(args.truth, args.pred)
-    except OutputPathError as err:
+        if args.per_image is not None:
+            with writing(args.per_image):   # atomic: a full disk leaves no half-written CSV
+                write_text_atomic(args.per_image, per_image.to_csv())
+    except (OutputPathError, OutputWriteError, ValueError, FileNotFoundError) as err:
         return fail(err)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.per_image is not None:
-        write_text_atomic(args.per_image, per_image.to_csv())
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

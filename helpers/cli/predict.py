@@ -4,19 +4,33 @@ A thin layer over :func:`helpers.evaluation.predict.predict_folder`::
 
     python -m helpers.predict --checkpoint runs/resnet_unet_aspp/best.pt --images data/test --out preds \\
         [--tta] [--postprocess] [--threshold 0.5] [--overlays] [--overwrite]
+
+Every failure is one ``error:`` line on stderr with exit status 2 (a full or read-only disk names the file it
+could not write); Ctrl-C says how many masks were written, exit status 130; rerunning completes the folder.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from helpers import models, runfolder
 from helpers.cli.common import OutputPathError, check_output_path, fail
 from helpers.data.files import DatasetError
 from helpers.evaluation.metrics import DEFAULT_THRESHOLD
-from helpers.evaluation.predict import MANIFEST, OVERLAY_DIR, predict_folder
+from helpers.evaluation.predict import (
+    MANIFEST,
+    MAX_IMG_SIZE,
+    OVERLAY_DIR,
+    ImageSizeWarning,
+    PredictionInterrupted,
+    predict_folder,
+)
 from helpers.runtime import DEVICE_CHOICES
+
+#: Exit status after Ctrl-C (128 + SIGINT, what a shell reports for a process killed by it).
+INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, required=True,
                    help="folder of images, an ISIC folder with images/, or one image file")
     p.add_argument("--out", type=Path, required=True, help="folder for <id>_segmentation.png masks")
-    p.add_argument("--img-size", type=int, default=None, help="default: the size the checkpoint was trained at")
+    p.add_argument("--img-size", type=int, default=None,
+                   help=f"default: the size the checkpoint was trained at (at most {MAX_IMG_SIZE}; another size warns)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (4 views)")
     p.add_argument("--postprocess", action="store_true", help="largest component only, holes filled")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="probability threshold")
@@ -39,22 +54,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """``warnings.showwarning`` for the CLI: ``warning: <message>`` as one line on stderr (no source line)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _interrupted(stop: KeyboardInterrupt, out: Path) -> int:
+    """Say what Ctrl-C left in ``out`` (one line on stderr) and return :data:`INTERRUPTED`."""
+    if isinstance(stop, PredictionInterrupted):
+        done = f"{stop.written} of {stop.total} masks were written to {out}, each complete"
+    else:
+        done = f"no mask was written to {out}"
+    print(f"interrupted (Ctrl-C): {done}. Run the same command again to complete it: it replaces the masks it "
+          "wrote itself, so no --overwrite is needed", file=sys.stderr)
+    return INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns 0 on success, 1 for a bad checkpoint, folder or setting, 2 for an unwritable --out."""
+    """Run the CLI; returns 0 on success, 2 for a bad checkpoint, folder, setting or a failed write (one
+    ``error:`` line on stderr), 130 after Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
         check_output_path(args.out, "--out", folder=True)
-        written = predict_folder(args.checkpoint, args.images, args.out, img_size=args.img_size, tta=args.tta,
-                                 postprocess=args.postprocess, threshold=args.threshold, overlays=args.overlays,
-                                 batch_size=args.batch_size, device=args.device, overwrite=args.overwrite)
-    except OutputPathError as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ImageSizeWarning)
+            warnings.showwarning = _one_line
+            written = predict_folder(args.checkpoint, args.images, args.out, img_size=args.img_size, tta=args.tta,
+                                     postprocess=args.postprocess, threshold=args.threshold, overlays=args.overlays,
+                                     batch_size=args.batch_size, device=args.device, overwrite=args.overwrite)
+    except KeyboardInterrupt as stop:
+        return _interrupted(stop, args.out)
+    except (OutputPathError, models.CheckpointError, DatasetError, FileNotFoundError, ValueError) as err:
         return fail(err)
-    except (models.CheckpointError, DatasetError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     plural = "" if len(written) == 1 else "s"
     print(f"wrote {len(written)} mask{plural} to {args.out}" + (f" (overlays in {args.out / OVERLAY_DIR})"
                                                                 if args.overlays else ""))
     return 0
-
-

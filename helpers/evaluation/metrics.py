@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.data.files import MASK_EXTENSION, MASK_SUFFIX, MASK_THRESHOLD, listing, read_mask
+from helpers.data.files import MASK_EXTENSION, MASK_SUFFIX, MASK_THRESHOLD, listing, mask_name, read_mask
 
 #: Per-image metrics, in the order the tables show them.
 METRIC_NAMES: tuple[str, ...] = ("jaccard", "dice", "accuracy", "sensitivity", "specificity", "threshold_jaccard")
@@ -228,6 +228,19 @@ def _mask_ids(folder: Path) -> dict[str, Path]:
     return {p.name[: -len(ending)]: p for p in sorted(folder.glob(f"*{ending}"))}
 
 
+def _no_masks(folder: Path, role: str) -> str:
+    """Why ``folder`` (``--truth`` / ``--pred``) has no masks: the names expected, a few found, the fix."""
+    found = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    expected = f"<id>{MASK_SUFFIX}{MASK_EXTENSION}"
+    if not found:
+        return f"{role} folder {folder} is empty: point --{role} at the folder of {expected} masks"
+    pngs = [name for name in found if name.lower().endswith(MASK_EXTENSION)]
+    example = f", e.g. {pngs[0]} -> {mask_name(Path(pngs[0]).stem)}" if pngs else ""
+    return (f"{role} folder {folder} holds {len(found)} file(s) but no mask named {expected} (found "
+            f"{listing(found, 3)}): masks must be named helpers.data.files.mask_name(id) = {expected}. Rename "
+            f"them{example}, or point --{role} at the folder that holds the masks")
+
+
 def evaluate_folders(truth_dir: str | Path, pred_dir: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """Score a folder of predicted masks against a folder of ground-truth masks, like the ISIC scorer.
 
@@ -242,19 +255,19 @@ def evaluate_folders(truth_dir: str | Path, pred_dir: str | Path) -> tuple[pd.Da
 
     Raises:
         FileNotFoundError: a folder is missing.
-        ValueError: no truth masks; predictions missing (all their ids are listed); a prediction whose
-            size differs from its truth (the file is named); ``helpers.data.files.DatasetError`` (a ValueError) for an
-            unreadable PNG or a mask the mask rule refuses (0/1, colour, alpha-only, non-binary, 16-bit).
+        ValueError: no masks in a folder (the names expected and a few found); predictions missing (all
+            their ids are listed); a prediction whose size differs from its truth (the file is named);
+            ``helpers.data.files.DatasetError`` (a ValueError) for an unreadable PNG or a mask the mask rule
+            refuses (0/1, colour, alpha-only, non-binary, 16-bit).
     """
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
     for label, folder in (("truth", truth_dir), ("prediction", pred_dir)):
         if not folder.is_dir():
             raise FileNotFoundError(f"{label} folder {folder} does not exist")
-    truths = _mask_ids(truth_dir)
-    if not truths:
-        raise ValueError(f"no *{MASK_SUFFIX}{MASK_EXTENSION} masks in {truth_dir}: point --truth at the "
-                         "ground-truth mask folder")
-    preds = _mask_ids(pred_dir)
+    truths, preds = _mask_ids(truth_dir), _mask_ids(pred_dir)
+    for role, folder, masks in (("truth", truth_dir, truths), ("pred", pred_dir, preds)):
+        if not masks:
+            raise ValueError(_no_masks(folder, role))
     missing = [i for i in truths if i not in preds]
     if missing:
         raise ValueError(f"{len(missing)} of {len(truths)} truth masks have no prediction in {pred_dir} "

@@ -10,17 +10,18 @@ On disk, :func:`predict_folder` writes one ISIC-format mask per image, ``<id>_se
 channel, 0/255, the image's original size, each written atomically), ready for ``python -m helpers.evaluate``
 or the official ``isic-challenge-scoring segmentation``. It keeps a small manifest (:data:`MANIFEST`) of the
 masks it wrote, and refuses to write into a folder holding masks it did not write (a ground-truth folder,
-say) unless ``overwrite=True``; the ground-truth folder beside the images is refused even then. Command line::
-
-    python -m helpers.predict --checkpoint runs/resnet_unet_aspp/best.pt --images data/test --out preds \\
-        [--tta] [--postprocess] [--threshold 0.5] [--overlays] [--overwrite]
+say) unless ``overwrite=True``; the ground-truth folder beside the images is refused even then. A failed write
+(:class:`OutputWriteError`) or Ctrl-C (:class:`PredictionInterrupted`) leaves complete masks and a manifest listing
+exactly them, so running it again completes the folder. The command line is ``python -m helpers.predict``.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import itertools
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from helpers.data.files import (
 )
 from helpers.evaluation import plots
 from helpers.evaluation.metrics import DEFAULT_THRESHOLD
+from helpers.models.checkpoint import trained_img_size
 from helpers.runtime import select_device
 
 #: Sub-folder of the output folder that holds the overlays (kept apart so the mask folder stays scorable).
@@ -57,14 +59,46 @@ OVERLAY_DIR = "overlays"
 MANIFEST = "predictions.json"
 #: Where :data:`MANIFEST` says its masks come from.
 MANIFEST_WRITER = "helpers.evaluation.predict"
+#: The largest input size :func:`predict_folder` takes (``--img-size``): one such image's activations already take
+#: gigabytes (the course trains at 64 to 512 px), and a larger one ends in a memory error deep in numpy or cv2.
+MAX_IMG_SIZE = 2048
+_WRITE_CAUSES = {errno.ENOSPC: "no space left on the device: free some space or choose a folder on another disk",
+                 errno.EDQUOT: "the disk quota is exceeded: free some space or choose a folder on another disk",
+                 errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
+                 errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+                 errno.EPERM: "operation not permitted: choose a folder you can write to, or fix its permissions"}
+
+
+class ImageSizeWarning(UserWarning):
+    """:func:`predict_folder` predicts at another input size than the checkpoint was trained at."""
+
+
+class OutputWriteError(ValueError):
+    """An output file could not be written (disk full, read-only, no permission); names the file and the fix."""
+
+
+class PredictionInterrupted(KeyboardInterrupt):
+    """Ctrl-C in :func:`predict_folder`: ``written`` of ``total`` masks are complete in ``out``, and listed."""
+
+    def __init__(self, written: int, total: int, out: Path) -> None:
+        super().__init__(f"{written} of {total} masks written to {out}")
+        self.written, self.total, self.out = written, total, out
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` in the block into :class:`OutputWriteError` naming ``path``, the cause and the fix."""
+    try:
+        yield
+    except OSError as err:
+        cause = _WRITE_CAUSES.get(err.errno, f"{err.strerror or err}: check the disk and the folder's permissions")
+        raise OutputWriteError(f"cannot write {path}: {cause}, then rerun") from err
 
 
 def _model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a parameter-free model)."""
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _resolved(device: torch.device) -> torch.device:
@@ -289,17 +323,20 @@ def _image_paths(images: str | Path | Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def _checkpoint_img_size(checkpoint: dict[str, Any], path: Path) -> int:
-    """The training image size stored in a checkpoint's config.
-
-    Raises:
-        CheckpointError: the checkpoint holds no ``config.img_size``.
-    """
-    size = (checkpoint.get("config") or {}).get("img_size")
-    if not isinstance(size, int) or size < 1:
-        raise models.CheckpointError(f"{path} does not record the training image size (no config.img_size): "
-                                     "pass img_size=... (--img-size) explicitly")
-    return size
+def check_img_size(size: int, model: nn.Module, trained: int | None) -> None:
+    """Refuse (ValueError, giving the range) a size below the model's total downsampling (its input is padded
+    to a multiple of it) or above :data:`MAX_IMG_SIZE`; warn (:class:`ImageSizeWarning`) when it is not ``trained``."""
+    smallest = max(getattr(model, "size_multiple", 1), getattr(getattr(model, "net", None), "size_multiple", 1))
+    if not smallest <= size <= MAX_IMG_SIZE:
+        why = (f"below {smallest} px the input is mostly padding: the model downsamples it {smallest}-fold"
+               if size < smallest else f"above {MAX_IMG_SIZE} px one image's activations alone need many gigabytes")
+        at = f"; it was trained at {trained} px" if trained is not None else ""
+        raise ValueError(f"--img-size {size} is outside the sizes this model takes, {smallest} to {MAX_IMG_SIZE} px "
+                         f"({why}{at}): pass a size in that range, or leave --img-size out to use the training size")
+    if trained is not None and size != trained:
+        warnings.warn(f"--img-size {size} differs from the {trained} px this checkpoint was trained at: the model "
+                      f"sees lesions at another scale, so the masks may be worse; leave --img-size out to predict "
+                      f"at {trained} px", ImageSizeWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------------------------- the output folder
@@ -365,7 +402,15 @@ def _write_manifest(out: Path, masks: Iterable[str], checkpoint: Path) -> None:
     """Record (before writing them) the masks this folder gets from :func:`predict_folder`."""
     text = json.dumps({"written_by": MANIFEST_WRITER, "checkpoint": str(checkpoint), "masks": sorted(masks)},
                       indent=1)
-    write_text_atomic(out / MANIFEST, text + "\n")
+    with writing(out / MANIFEST):
+        write_text_atomic(out / MANIFEST, text + "\n")
+
+
+def _settle_manifest(out: Path, names: set[str], checkpoint: Path) -> None:
+    """After a failure, list the masks of ``names`` now in ``out`` (every one is ours: :func:`check_output_folder`
+    counted the older ones). Left as it was if even that fails: it then lists more masks than exist, still safe."""
+    with contextlib.suppress(OutputWriteError):
+        _write_manifest(out, {name for name in names if (out / name).is_file()}, checkpoint)
 
 
 def _write_outputs(image: np.ndarray, prob: np.ndarray, image_id: str, out_dir: Path, *, threshold: float,
@@ -374,10 +419,12 @@ def _write_outputs(image: np.ndarray, prob: np.ndarray, image_id: str, out_dir: 
     mask = (prob > threshold).astype(np.uint8)
     if clean:
         mask = postprocess(mask)
-    path = write_mask(out_dir / mask_name(image_id), mask)
+    with writing(out_dir / mask_name(image_id)):
+        path = write_mask(out_dir / mask_name(image_id), mask)
     if overlays:
         blended = (plots.overlay(image, mask) * 255).round().astype(np.uint8)
-        with atomic_write(out_dir / OVERLAY_DIR / f"{image_id}_overlay.jpg") as tmp:
+        overlay = out_dir / OVERLAY_DIR / f"{image_id}_overlay.jpg"
+        with writing(overlay), atomic_write(overlay) as tmp:
             Image.fromarray(blended).save(tmp, format="JPEG", quality=90)
     return path
 
@@ -409,26 +456,40 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path | Sequence[str
     Raises:
         CheckpointError: the checkpoint is missing, a folder, corrupt or records no image size (and none is given).
         FileNotFoundError: no images in ``images_dir`` (or a listed file is missing).
-        ValueError: ``threshold`` outside (0, 1), ``batch_size`` < 1, two images with the same id, or an
-            output folder that holds other masks (see :func:`check_output_folder`).
+        ValueError: ``threshold`` outside (0, 1), ``batch_size`` < 1, ``img_size`` out of range
+            (:func:`check_img_size`; another size than the training one warns), two images with the same id, or
+            an output folder that holds other masks (see :func:`check_output_folder`).
+        OutputWriteError: a mask, overlay or the manifest could not be written (the file, cause and fix named).
+        PredictionInterrupted: Ctrl-C; the masks written so far are complete and listed in the manifest.
     """
     if not 0.0 < threshold < 1.0 or batch_size < 1:
         raise ValueError(f"need 0 < threshold < 1 and batch_size >= 1, got {threshold} and {batch_size}")
-    clean = postprocess
     ckpt_path = Path(checkpoint)
     ckpt = models.load_checkpoint(ckpt_path)
-    size = img_size if img_size is not None else _checkpoint_img_size(ckpt, ckpt_path)
+    size = img_size if img_size is not None else trained_img_size(ckpt, ckpt_path)
+    trained = (ckpt.get("config") or {}).get("img_size")
     paths = _image_paths(images_dir)
     out = Path(out_dir)
     earlier = check_output_folder(out, images_dir, overwrite=overwrite)
-    model = models.load_model(ckpt, map_location="cpu").to(device or select_device())
-    out.mkdir(parents=True, exist_ok=True)
-    _write_manifest(out, earlier | {mask_name(p.stem) for p in paths}, ckpt_path)
+    model = models.load_model(ckpt, map_location="cpu")
+    check_img_size(size, model, trained if isinstance(trained, int) else None)
+    model.to(device or select_device())
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    planned = earlier | {mask_name(p.stem) for p in paths}
+    _write_manifest(out, planned, ckpt_path)
     written: list[Path] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        images = [read_image(p) for p in chunk]
-        for path, image, prob in zip(chunk, images, predict_batch(model, images, size, tta=tta)):
-            written.append(_write_outputs(image, prob, path.stem, out, threshold=threshold, clean=clean,
-                                          overlays=overlays))
+    try:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            images = [read_image(p) for p in chunk]
+            for path, image, prob in zip(chunk, images, predict_batch(model, images, size, tta=tta)):
+                written.append(_write_outputs(image, prob, path.stem, out, threshold=threshold, clean=postprocess,
+                                              overlays=overlays))
+    except (KeyboardInterrupt, OutputWriteError) as err:
+        _settle_manifest(out, planned, ckpt_path)
+        if isinstance(err, OutputWriteError):
+            raise OutputWriteError(f"{err} ({len(written)} of {len(paths)} images were done before it; every mask "
+                                   "on disk is complete)") from err
+        raise PredictionInterrupted(len(written), len(paths), out) from err
     return written

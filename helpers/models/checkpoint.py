@@ -7,13 +7,16 @@ them back with :func:`load_model`. A checkpoint is a dict saved with ``torch.sav
     {"format": "skinseg-checkpoint/1", "model_name": str, "model_kwargs": dict, "state_dict": dict, **extra}
 
 ``model_name`` and ``model_kwargs`` are what :func:`helpers.models.build_model` needs to rebuild the network,
-so a checkpoint is enough to predict. Files are written atomically (:func:`helpers.data.files.atomic_write`) and read
-safely (``torch.load(weights_only=True)``: no arbitrary Python objects).
+so a checkpoint is enough to predict (:func:`trained_img_size` reads the training size fit stores in ``config``).
+Files are written atomically (:func:`helpers.data.files.atomic_write`) and read safely
+(``torch.load(weights_only=True)``: no arbitrary Python objects); a refused file's :class:`CheckpointError` keeps
+torch's reason (:func:`unsafe_reason`, e.g. ``unsupported GLOBAL posix.system``).
 """
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +31,9 @@ from helpers.runfolder import BEST_FILE, CHECKPOINT_FILES, LAST_FILE
 
 CHECKPOINT_FORMAT = "skinseg-checkpoint/1"
 _RESERVED_KEYS = ("format", "model_name", "model_kwargs", "state_dict")
+#: How the paragraphs of advice around torch's weights-only refusal begin (skipped to find the reason).
+_TORCH_ADVICE = ("Weights only load failed", "In PyTorch", "Check the documentation", "Please file an issue",
+                 "(1)", "(2)")
 
 
 class CheckpointError(ValueError):
@@ -112,6 +118,19 @@ def _validate_checkpoint(checkpoint: Any, source: str) -> dict:
     return checkpoint
 
 
+def unsafe_reason(message: str) -> str:
+    """The useful part of torch's weights-only refusal: ``"unsupported GLOBAL posix.system; its module posix is
+    blocked)"``, else the unpickler's own sentence (torch wraps it in paragraphs of advice)."""
+    found = re.search(r"GLOBAL (\S+?)\.? (?:was not|whose module (\S+) is blocked)", message)
+    if found:
+        blocked = f"; its module {found.group(2)} is blocked" if found.group(2) else ""
+        return f"unsupported GLOBAL {found.group(1)}{blocked}"
+    inner = message.split("WeightsUnpickler error:")[-1] if "WeightsUnpickler error:" in message else message
+    lines = [line.strip() for line in inner.splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(_TORCH_ADVICE)]
+    return (reasons or lines or ["no reason given"])[0][:300]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (safely: ``torch.load(weights_only=True)``).
 
@@ -138,15 +157,29 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} holds Python objects that safe loading refuses ({detail}). "
-                              "Only open files you trust with torch.load(path, weights_only=False), then "
-                              "re-save them with helpers.models.save_checkpoint.") from err
+        raise CheckpointError(f"checkpoint {path} holds Python objects that safe loading refuses "
+                              f"({unsafe_reason(str(err))}): it may be malicious, or written by another program "
+                              "than helpers.models.save_checkpoint. Do not open it with weights_only=False unless "
+                              "you trust its source; to make a safe file, load the model where it was made and "
+                              "save it with helpers.models.save_checkpoint(path, model), or re-train") from err
     except Exception as err:  # torch raises RuntimeError, EOFError, zipfile errors... for damaged files
         raise CheckpointError(f"checkpoint {path} could not be read as a PyTorch file "
                               f"({type(err).__name__}: {err}). It is damaged or not a checkpoint: "
                               "re-train or copy it again.") from err
     return _validate_checkpoint(checkpoint, f"checkpoint {path}")
+
+
+def trained_img_size(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> int:
+    """The training image size a checkpoint records (``config.img_size``, as :func:`helpers.train.fit.fit` saves).
+
+    Raises:
+        CheckpointError: the checkpoint holds no positive integer ``config.img_size``; the message names ``path``.
+    """
+    size = (checkpoint.get("config") or {}).get("img_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise CheckpointError(f"checkpoint {path} does not record the training image size (no config.img_size): "
+                              "pass img_size=... (--img-size) explicitly")
+    return size
 
 
 def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any], *, expected_name: str | None = None,
