@@ -9,7 +9,13 @@ The module fixture ``ddp`` launches torchrun three times (about 10 s each on two
 
 The single-process reference run is an in-process ``fit`` with the same recipe and the same images per step
 (``--batch-size`` is per process: 2 processes x 2 = 4 images per step, like the single run's batch of 4).
+
+Issue 24 (DDP learned worse than one process): the driver also checks that the DDP model's BatchNorm layers
+are :class:`helpers.train.distributed.CpuSyncBatchNorm` and that one DDP step on 2 x 4 images gives the gradients
+and running statistics of one plain model on the 8 images at once, and both runs record the optimiser steps
+and the image ids of every epoch, which must agree.
 """
+import copy
 import json
 import os
 import shutil
@@ -30,7 +36,10 @@ from helpers.train import distributed, loop, losses
 from helpers.train.fit import HISTORY_COLUMNS, ResumeError, fit
 from helpers.train.loop import TrainConfig
 
-N_TRAIN, N_VAL = 96, 15   # 15 validation images: shards of 8 and 7, so a padded sampler would count one twice
+N_TRAIN, N_VAL = 97, 15   # 15 validation images: shards of 8 and 7, so a padded sampler would count one twice
+#: course_splits carves the test split out of train/'s 97 images, leaving 86: an even number, so the
+#: DistributedSampler needs no padding and the 2-process epoch sees exactly the single-process images.
+N_TRAIN_SPLIT = 86
 WORLD = 2
 TIMEOUT_S = 180
 
@@ -43,10 +52,11 @@ def recipe_args(root: Path, out: Path, batch_size: int) -> list[str]:
 
 
 DRIVER = '''
-import json, sys
+import copy, json, sys
 from pathlib import Path
 import torch
-from helpers.train import distributed
+from helpers import models
+from helpers.train import distributed, loop, losses
 from helpers.train.fit import fit
 from helpers.cli.train import build_parser, config_from_args
 
@@ -59,7 +69,40 @@ checks = {"rank": rank, "world": distributed.get_world_size(), "main": distribut
           "sums": distributed.all_reduce_sums({"ones": 1, "rank_plus_one": rank + 1, "half": torch.tensor(0.5)}),
           "gathered": distributed.all_gather_objects({"rank": rank}), "shard": list(distributed.ShardSampler(5)),
           "broadcast": norm.running_mean.tolist()}
-Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps(checks))
+
+# One step of 2 processes x 4 images against one plain model given the same 8 images at once.
+torch.manual_seed(0)
+model = models.build_model("se_unet", base=4, depth=2)
+reference = copy.deepcopy(model)
+generator = torch.Generator().manual_seed(1)
+images = torch.randn(8, 3, 32, 32, generator=generator)
+masks = (torch.rand(8, 1, 32, 32, generator=generator) > 0.6).float()
+loss_fn = losses.build_loss("bce+dice")
+loss_fn(reference(images), masks).backward()
+net = distributed.wrap_model(model, torch.device("cpu"))
+mine = slice(4 * rank, 4 * rank + 4)
+loss_fn(net(images[mine]), masks[mine]).backward()
+checks["ddp"] = type(net).__name__
+checks["norms"] = sorted({type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__})
+checks["grad_error"] = max(float((p.grad - q.grad).abs().max() / q.grad.abs().max().clamp_min(1e-12))
+                           for p, q in zip(model.parameters(), reference.parameters()))
+checks["stats_error"] = max(float((a - b).abs().max()) for a, b in zip(model.buffers(), reference.buffers())
+                            if a.is_floating_point())
+
+epochs = []
+real_epoch = loop.train_one_epoch
+
+def recording_epoch(model, loader, *args, **kwargs):
+    ids = []
+    def batches():
+        for batch in loader:
+            ids.extend(batch["id"])
+            yield batch
+    result = real_epoch(model, batches(), *args, **kwargs)
+    epochs.append({"epoch": kwargs["epoch"], "steps": result["steps"], "images": result["images"], "ids": ids})
+    return result
+
+loop.train_one_epoch = recording_epoch
 
 def stop(event, info):
     if event == "batch_end" and info["epoch"] == 2 and info["batch"] == 1:
@@ -71,7 +114,28 @@ except KeyboardInterrupt:
     pass
 finally:
     distributed.cleanup_distributed()
+checks["epochs"] = epochs
+Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps(checks))
 '''
+
+
+def recording_epochs(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Patch ``loop.train_one_epoch`` to record each finished epoch's steps, images and image ids."""
+    epochs, real_epoch = [], loop.train_one_epoch
+
+    def recording_epoch(model, loader, *args, **kwargs):
+        ids = []
+
+        def batches():
+            for batch in loader:
+                ids.extend(batch["id"])
+                yield batch
+        result = real_epoch(model, batches(), *args, **kwargs)
+        epochs.append({"epoch": kwargs["epoch"], "steps": result["steps"], "images": result["images"], "ids": ids})
+        return result
+
+    monkeypatch.setattr(loop, "train_one_epoch", recording_epoch)
+    return epochs
 
 
 def torchrun(args: list[str], home: Path) -> subprocess.CompletedProcess:
@@ -115,12 +179,13 @@ def ddp(tmp_path_factory):
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("SKINSEG_HOME", str(home))
+            single_epochs = recording_epochs(mp)
             single = fit(config_from_args(build_parser().parse_args(recipe_args(root, base / "single", 4))),
                          progress=False)
     finally:
         torch.set_num_threads(threads)
     return {"base": base, "root": root, "home": home, "full": full, "interrupted": interrupted,
-            "resumed": resumed, "single": single,
+            "resumed": resumed, "single": single, "single_epochs": single_epochs,
             "checks": [json.loads((base / f"rank{r}.json").read_text()) for r in range(WORLD)]}
 
 
@@ -135,10 +200,10 @@ def test_torchrun_writes_one_run_folder_from_rank_0(ddp):
     assert out.count("run folder:") == 1 and "trained by 2 processes" in out   # only rank 0 reports
     last = models.load_checkpoint(run / runfolder.LAST_FILE)
     assert last["world_size"] == WORLD and len(last["rank_rng"]) == WORLD
-    # course_splits carves the test split out of train/, leaving 85 images: each process gets ceil(85 / 2) = 43
-    # (DistributedSampler repeats one), 22 batches of 2, as many steps as one process with batches of 4.
+    # course_splits carves the test split out of train/, leaving 86 images: each process gets 86 / 2 = 43,
+    # 22 batches of 2, as many steps as one process with batches of 4.
     n_train = len(data.course_splits(ddp["root"])["train"])
-    assert n_train == 85 and last["scheduler"]["last_epoch"] == 2 * 22
+    assert n_train == N_TRAIN_SPLIT and last["scheduler"]["last_epoch"] == 2 * 22
     assert ddp["single"].history["epoch"].tolist() == [1, 2]
     assert models.load_checkpoint(ddp["single"].last_path)["scheduler"]["last_epoch"] == 2 * 22
     assert TrainConfig.load(run / runfolder.CONFIG_FILE).batch_size == 2
@@ -183,6 +248,34 @@ def test_collectives_with_two_real_ranks(ddp):
         assert checks["gathered"] == [{"rank": 0}, {"rank": 1}]
         assert checks["broadcast"] == [1.0, 1.0]                               # rank 0's statistics
     assert rank0["shard"] == [0, 2, 4] and rank1["shard"] == [1, 3]
+
+
+def test_ddp_batchnorm_is_synchronised_and_one_step_equals_one_process_on_the_whole_batch(ddp):
+    """Issue 24: per-process BatchNorm normalised 4 images where one process normalised 8 (Dice 0.68 vs 0.84).
+
+    With synchronised BatchNorm one DDP step on 2 x 4 images gives the gradients and running statistics of a plain
+    model given the 8 images at once, to float rounding (per-process BatchNorm: errors of order 0.1 to 1).
+    """
+    for checks in ddp["checks"]:
+        assert checks["ddp"] == "DistributedDataParallel"
+        assert checks["norms"] == ["CpuSyncBatchNorm"], checks["norms"]     # no plain BatchNorm2d left
+        assert checks["grad_error"] < 1e-3, checks["grad_error"]
+        assert checks["stats_error"] < 1e-5, checks["stats_error"]
+
+
+def test_ddp_and_one_process_take_the_same_steps_over_the_same_images_each_epoch(ddp):
+    """2 processes x batch 2 against 1 process x batch 4: same optimiser steps, every train image once."""
+    train_ids = sorted(pair.id for pair in data.course_splits(ddp["root"])["train"])
+    assert len(train_ids) == N_TRAIN_SPLIT
+    single = ddp["single_epochs"]
+    assert [e["epoch"] for e in single] == [1, 2]
+    for epoch in single:
+        assert (epoch["steps"], epoch["images"]) == (22, N_TRAIN_SPLIT) and sorted(epoch["ids"]) == train_ids
+    ranks = [checks["epochs"] for checks in ddp["checks"]]
+    assert [[e["epoch"] for e in epochs] for epochs in ranks] == [[1], [1]]    # the driver stops in epoch 2
+    assert [epochs[0]["steps"] for epochs in ranks] == [single[0]["steps"]] * WORLD
+    assert sum(epochs[0]["images"] for epochs in ranks) == single[0]["images"]
+    assert sorted(i for epochs in ranks for i in epochs[0]["ids"]) == train_ids    # each image once, no padding
 
 
 def test_resume_under_torchrun_matches_the_uninterrupted_run(ddp):
@@ -288,3 +381,50 @@ def test_validate_averages_per_image_scores(tmp_path):
         expected = metrics.batch_scores(model(batch["image"]), batch["mask"])
     assert scores["val_dice"] == pytest.approx(float(expected["dice"].mean()), abs=1e-6)
     assert scores["val_jaccard"] == pytest.approx(float(expected["jaccard"].mean()), abs=1e-6)
+
+
+@pytest.fixture
+def one_process_group(tmp_path, no_torchrun):
+    """A gloo process group of one process, in this process (CpuSyncBatchNorm then synchronises)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_batchnorm_on_the_cpu_computes_what_batchnorm_computes(one_process_group):
+    """CpuSyncBatchNorm (torch's SyncBatchNorm refuses CPU models): outputs, gradients, running statistics."""
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 1, 1))
+    synced = copy.deepcopy(plain)
+    norm = synced[1]
+    assert distributed.convert_sync_batchnorm(synced) is synced               # changed in place
+    assert isinstance(synced[1], distributed.CpuSyncBatchNorm) and synced[1].weight is norm.weight
+    images = torch.randn(5, 3, 12, 12) * 3 + 2
+    for _ in range(2):                                                       # two steps of running statistics
+        outputs = [model(images) for model in (plain, synced)]
+        torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+        for out in outputs:
+            out.square().mean().backward()
+    for a, b in zip(synced.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+    for a, b in zip(synced.buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    plain.eval(), synced.eval()
+    torch.testing.assert_close(synced(images), plain(images))
+    fresh = copy.deepcopy(plain)
+    fresh.load_state_dict(synced.state_dict())                                # checkpoints keep BatchNorm's keys
+
+
+def test_sync_batchnorm_is_plain_batchnorm_without_a_process_group(no_torchrun):
+    torch.manual_seed(0)
+    plain = torch.nn.BatchNorm2d(3)
+    synced = distributed.convert_sync_batchnorm(copy.deepcopy(plain))
+    assert isinstance(synced, distributed.CpuSyncBatchNorm)
+    images = torch.randn(4, 3, 5, 5)
+    torch.testing.assert_close(synced(images), plain(images))
+    torch.testing.assert_close(synced.running_var, plain.running_var)

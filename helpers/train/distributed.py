@@ -11,6 +11,10 @@ processes meet). Each process then
 1. joins a *process group* (:func:`init_distributed`): the ``nccl`` backend on CUDA GPUs, ``gloo`` on the CPU;
 2. trains on its own share of the training images (a ``DistributedSampler``), while DDP averages the
    gradients over all processes after every backward pass, so all copies of the model stay identical;
+   its BatchNorm layers normalise with the statistics of the whole step's batch, all processes together
+   (``nn.SyncBatchNorm`` on CUDA, :class:`CpuSyncBatchNorm` on the CPU, put in by :func:`wrap_model`), so
+   N processes with ``batch_size`` B train the network one process with batch N x B would (see "Why
+   SyncBatchNorm" below);
 3. validates its own share of the validation images (:class:`ShardSampler`, which, unlike
    ``DistributedSampler``, never pads the last share with repeated images) and adds its sums of per-image
    scores to the others' (:func:`all_reduce_sums`): every process then holds the scores of the whole
@@ -21,6 +25,21 @@ processes meet). Each process then
 Without torchrun (no ``WORLD_SIZE`` > 1 in the environment) every helper here is a no-op or returns the
 single-process answer: rank 0 of a world of 1. Notebook 04 (training) shows the torchrun command; nothing
 here is needed to follow the course on one device.
+
+Why SyncBatchNorm (issue 24). A BatchNorm layer in training mode normalises each channel with the mean and
+variance of the batch it is given, and its running statistics (what validation and prediction use) are a
+moving average of those. Under DDP each process sees only its own ``batch_size`` images, so with plain
+BatchNorm 2 processes x 4 images are *not* one batch of 8: every layer normalises with the statistics of 4
+images (noisier, and different from what the running averages converge to), and the running statistics
+that are validated and saved are rank 0's, from its 4 images per step. Gradient averaging, the learning
+rate, the number of steps, the shards and the validation reduction were all already equal to the
+single-process run's (tests/test_distributed.py checks each); the BatchNorm statistics were the one
+difference, and on smp_unet (ResNet34 encoder, 96 px, 3 epochs, 48 synthetic images) they cost 0.10 to 0.30
+validation Dice (benchmarks/ddp_parity.py; figures in benchmarks/README.md). Synchronised BatchNorm sums
+each channel's count, sum and sum of squares over all processes, forwards and backwards, so one DDP step
+computes the same normalisation, running statistics and gradients as one process with the whole batch (to
+float rounding). torch's ``nn.SyncBatchNorm`` does it on CUDA but refuses CPU models, so the CPU (gloo)
+gets :class:`CpuSyncBatchNorm`.
 """
 from __future__ import annotations
 
@@ -240,14 +259,127 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
         dist.broadcast(buffer.data, src=src)
 
 
-def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+class _AllReduceSum(torch.autograd.Function):
+    """Sum a tensor over all processes; the backward pass sums the incoming gradients the same way.
+
+    Each process's loss depends on every process's activations through the summed statistics, so the
+    gradient of the summed statistics is the sum of every process's gradient of them.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.detach().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.detach().contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+
+class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics span every process's batch, on the CPU (gloo).
+
+    torch's ``nn.SyncBatchNorm`` does this on GPUs only (DistributedDataParallel refuses it in a CPU model:
+    "SyncBatchNorm layers only work with GPU modules"). In training under an initialised process group each
+    channel's element count, sum and sum of squares are summed over all processes (in float64, and
+    differentiably: :class:`_AllReduceSum`), so the output, the gradients and the running statistics equal
+    those of one plain ``BatchNorm`` given all processes' images as one batch. In evaluation mode, or without
+    a process group, it is plain BatchNorm. Any input of 2 or more dimensions ``(N, C, ...)``. Its
+    ``state_dict`` has BatchNorm's keys, so checkpoints load into models built with ``nn.BatchNorm2d``.
+    Made by :func:`convert_sync_batchnorm`.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (N, C, ...), got {input.dim()}D input")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        return self._synchronised(input)
+
+    def _momentum_factor(self) -> float:
+        """The running statistics' update weight for this step (counting the step, as ``nn.BatchNorm`` does)."""
+        if not self.track_running_stats or self.num_batches_tracked is None:
+            return 0.0
+        self.num_batches_tracked.add_(1)
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else float(self.momentum)
+
+    def _synchronised(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch normalisation of ``x`` with statistics over every process's batch (CPU, float32 maths)."""
+        factor = self._momentum_factor()
+        channels, dims = x.shape[1], [0, *range(2, x.dim())]
+        var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
+        count = x.numel() // max(channels, 1)
+        local = torch.cat([mean.double() * count, (var.double() + mean.double() ** 2) * count,
+                           torch.full((1,), float(count), dtype=torch.float64)])
+        total = _AllReduceSum.apply(local)
+        n = total[-1]
+        if float(n.detach()) <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{tuple(x.shape)} in each of {dist.get_world_size()} process(es)")
+        global_mean = total[:channels] / n
+        global_var = (total[channels:2 * channels] / n - global_mean ** 2).clamp_min(0.0)
+        if factor and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                unbiased = global_var * (n / (n - 1))
+                self.running_mean.mul_(1 - factor).add_(global_mean.to(self.running_mean.dtype), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        scale = torch.rsqrt(global_var + self.eps).float()
+        shift = -global_mean.float() * scale
+        if self.weight is not None:
+            scale, shift = scale * self.weight, shift * self.weight
+        if self.bias is not None:
+            shift = shift + self.bias
+        return (x.float() * scale.view(shape) + shift.view(shape)).to(x.dtype)
+
+
+#: The BatchNorm layers :func:`convert_sync_batchnorm` replaces.
+BATCHNORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device | None = None) -> nn.Module:
+    """``module`` with every BatchNorm layer synchronised over the processes, holding the same parameters and
+    buffers (the very tensors: an optimiser built before still updates them).
+
+    CUDA (``device``): torch's ``nn.SyncBatchNorm``; the CPU (the default): :class:`CpuSyncBatchNorm`.
+    Changed in place and returned (a new object only when ``module`` itself is a BatchNorm layer).
+    """
+    if device is not None and device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    out = module
+    if isinstance(module, BATCHNORM_TYPES):
+        out = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, convert_sync_batchnorm(child))
+    return out
+
+
+def wrap_model(model: nn.Module, device: torch.device, *, sync_batchnorm: bool = True) -> nn.Module:
     """``model`` wrapped in DistributedDataParallel when distributed (``device_ids`` on CUDA, none on CPU).
 
     Returns ``model`` itself in a single process. The wrapper's ``.module`` is the original model: save and
-    validate that one (see :func:`unwrap`).
+    validate that one (see :func:`unwrap`). With ``sync_batchnorm`` (the default) its BatchNorm layers are
+    first synchronised, in place (:func:`convert_sync_batchnorm`: ``nn.SyncBatchNorm`` on CUDA,
+    :class:`CpuSyncBatchNorm` on the CPU; same parameters, so an optimiser built on ``model`` keeps working),
+    so N processes train what one process with N times the batch would; ``False`` keeps per-process
+    BatchNorm statistics (what ``benchmarks/ddp_parity.py`` compares against).
     """
     if not is_distributed():
         return model
+    if sync_batchnorm:
+        model = convert_sync_batchnorm(model, device)
     device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
