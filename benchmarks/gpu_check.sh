@@ -427,7 +427,7 @@ step_throughput() {
     if [ "$MODE" = gpu ]; then
         args="--device cuda --img-size 256 --batch-size 16 --steps 8 --warmup 2 --amp --channels-last --precisions"
     else
-        args="--device cpu --img-size 32 --batch-size 2 --steps 1 --warmup 1 --workers 0 --precisions"
+        args="--device cpu --img-size 64 --batch-size 2 --steps 1 --warmup 1 --workers 0 --precisions"
     fi
     # shellcheck disable=SC2086
     env SKINSEG_HOME="$WORK/home_throughput" "$PY" "$WORK/py/throughput_peak.py" "$WORK/peak_throughput.json" \
