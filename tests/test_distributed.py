@@ -226,12 +226,12 @@ def test_best_checkpoint_loads_and_its_val_dice_counts_each_image_once(ddp):
 
 
 def test_val_dice_matches_the_single_process_run_within_noise(ddp):
-    """Same recipe, same images per step; only data order, augmentation draws and BatchNorm batches differ.
+    """Same recipe, same images per step; only data order and augmentation draws differ (BatchNorm is synchronised).
 
-    Measured with this recipe over seeds 0-4: single-process final val Dice 0.75 0.74 0.61 0.74 0.77
-    (seed-to-seed spread 0.17), 2-process 0.77 0.75 0.61 0.63 0.72; the largest same-seed difference was
-    0.11. A DDP bug (no gradient averaging, every rank on all data, duplicated or lost val images, a wrong
-    reduction) shows as a run that learns nothing or scores far apart.
+    Measured with this recipe over seeds 0-4 (2026-12-07, synchronised BatchNorm, 86 train images): single-process
+    final val Dice 0.78 0.75 0.65 0.72 0.79 (seed-to-seed spread 0.14), 2-process 0.80 0.79 0.63 0.68 0.77; the
+    largest same-seed difference was 0.044. A DDP bug (no gradient averaging, every rank on all data, duplicated
+    or lost val images, a wrong reduction) shows as a run that learns nothing or scores far apart.
     """
     ddp_dice = pd.read_csv(ddp["base"] / "ddp" / runfolder.HISTORY_FILE)["val_dice"].iloc[-1]
     single_dice = ddp["single"].history["val_dice"].iloc[-1]

@@ -34,12 +34,15 @@ images (noisier, and different from what the running averages converge to), and 
 that are validated and saved are rank 0's, from its 4 images per step. Gradient averaging, the learning
 rate, the number of steps, the shards and the validation reduction were all already equal to the
 single-process run's (tests/test_distributed.py checks each); the BatchNorm statistics were the one
-difference, and on smp_unet (ResNet34 encoder, 96 px, 3 epochs, 48 synthetic images) they cost 0.10 to 0.30
-validation Dice (benchmarks/ddp_parity.py; figures in benchmarks/README.md). Synchronised BatchNorm sums
+systematic difference: after one step of 2 x 4 images some layer's gradient differed from one process's on
+the 8 images by 1.7 times that layer's largest gradient (smp_unet, ResNet18 encoder, 96 px), its running
+statistics by 0.07. Synchronised BatchNorm sums
 each channel's count, sum and sum of squares over all processes, forwards and backwards, so one DDP step
 computes the same normalisation, running statistics and gradients as one process with the whole batch (to
 float rounding). torch's ``nn.SyncBatchNorm`` does it on CUDA but refuses CPU models, so the CPU (gloo)
-gets :class:`CpuSyncBatchNorm`.
+gets :class:`CpuSyncBatchNorm`. The validation Dice gaps that issue 24 reported (48 synthetic images, 5 of
+them for validation, 15 steps) were mostly chance: two single-process runs of one recipe with other random
+draws differ by 0.10 on average there (benchmarks/ddp_parity.py; figures in benchmarks/README.md).
 """
 from __future__ import annotations
 
