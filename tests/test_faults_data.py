@@ -22,7 +22,7 @@ from helpers import data
 from helpers.cli import data as data_cli
 from helpers.data import cache as cache_mod
 from helpers.data import checks, download, layouts, splits
-from helpers.data.files import DatasetError, mask_name
+from helpers.data.files import DatasetError, frame_fraction, mask_name
 
 
 def _copy_pair(root: Path, source: str, new: str) -> None:
@@ -103,10 +103,37 @@ def test_item3_make_loaders_refuses_inverted_train_masks(isic_dir, tmp_path, cac
     _invert_masks(isic_dir)
     pairs = data.discover_pairs(isic_dir)
     with pytest.raises(DatasetError, match=r"masks in .*masks look inverted: their median lesion fraction is "
-                                           r"0\.\d\d \(above 0\.50\).*invert the masks"):
+                                           r"0\.\d\d \(above 0\.50\) and the lesion fills 100% of the image "
+                                           r"border.*invert the masks"):
         data.make_loaders({"train": pairs}, 32, 4, num_workers=0, cache=tmp_path / "cache" if cache else False)
     loaders = data.make_loaders({"train": pairs}, 32, 4, num_workers=0, cache=False, max_median_lesion_fraction=None)
     assert len(loaders["train"].dataset) == len(pairs)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_item3_big_lesions_inside_the_frame_are_not_called_inverted(tmp_path, cache):
+    """A subset of real images can have big lesions (16 isic-real train images: median 0.52): with the image
+    border free of lesion, training takes them and check does not warn."""
+    root = tmp_path / "big"
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[3:37, 3:37] = 255  # 72 % of the image, frame untouched
+    for k in range(6):
+        Image.fromarray(np.full((40, 40, 3), 40 * k, np.uint8)).save(root / "images" / f"ISIC_{k:07d}.jpg")
+        Image.fromarray(mask).save(root / "masks" / mask_name(f"ISIC_{k:07d}"))
+    pairs = data.discover_pairs(root)
+    store = tmp_path / "cache" if cache else False
+    assert len(data.make_loaders({"train": pairs}, 32, 4, num_workers=0, cache=store)["train"].dataset) == 6
+    assert not [r for _, r in checks.check_dataset(root, progress=False).warnings if "inverted" in r]
+
+
+def test_frame_fraction_counts_the_border_pixels_once():
+    mask = np.zeros((4, 5), np.uint8)
+    assert frame_fraction(mask) == 0.0
+    mask[0, :] = 1  # 5 of the frame's 14 pixels
+    assert frame_fraction(mask) == pytest.approx(5 / 14)
+    assert frame_fraction(np.ones((4, 5))) == 1.0 and frame_fraction(np.zeros((0, 0))) == 0.0
 
 
 def test_item3_make_loaders_accepts_normal_masks_and_an_inverted_val_split(isic_dir, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from helpers import config
-from helpers.data.files import DatasetError, atomic_write, load_pair
+from helpers.data.files import DatasetError, atomic_write, frame_fraction, load_pair
 from helpers.data.layouts import Pair
 from helpers.data.splits import check_no_leak
 from helpers.data.transforms import resize_transform
@@ -90,11 +90,21 @@ class PreprocessCache:
 
     def lesion_fractions(self) -> np.ndarray:
         """The lesion pixel fraction of every cached mask, ``(N,) float64`` in [0, 1] (read in chunks)."""
+        return self.mask_fractions()[0]
+
+    def mask_fractions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every cached mask's lesion fraction and frame fraction (:func:`helpers.data.files.frame_fraction`),
+        two ``(N,) float64`` arrays in [0, 1], read in chunks of :data:`_ROWS_PER_CHUNK` masks."""
         _, masks = self._open()
         pixels = max(1, self.img_size * self.img_size)
-        counts = [np.count_nonzero(masks[i:i + _ROWS_PER_CHUNK], axis=(1, 2))
-                  for i in range(0, len(masks), _ROWS_PER_CHUNK)]
-        return np.concatenate(counts).astype(np.float64) / pixels if counts else np.zeros(0)
+        areas, frames = [], []
+        for i in range(0, len(masks), _ROWS_PER_CHUNK):
+            chunk = np.asarray(masks[i:i + _ROWS_PER_CHUNK]) > 0
+            areas.append(np.count_nonzero(chunk, axis=(1, 2)) / pixels)
+            frames.append(np.array([frame_fraction(m) for m in chunk], dtype=np.float64))
+        if not areas:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(areas).astype(np.float64), np.concatenate(frames)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None}

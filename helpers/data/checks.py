@@ -9,8 +9,8 @@ Introduced in notebook 01 (``01_data_exploration``), which checks the course dat
   **the same image content under two ids** (sha256 of the decoded pixels) of two lesions, **one id in two split
   folders** (``train/`` and ``val/``...), and one ``lesion_id`` of the metadata CSV (:mod:`helpers.data.layouts`)
   in two split folders.
-* WARNINGS: empty or full masks, a median lesion fraction above :data:`MAX_MEDIAN_LESION_FRACTION` ("are the
-  masks inverted?"; training refuses it, see :func:`helpers.data.dataset.make_loaders`), the same image content
+* WARNINGS: empty or full masks, masks that look inverted (:func:`inverted_masks`: median lesion fraction
+  above :data:`MAX_MEDIAN_LESION_FRACTION` and the lesion filling the image frame; training refuses them, see :func:`helpers.data.dataset.make_loaders`), the same image content
   under two ids that the metadata CSV gives one ``lesion_id`` (HAM10000 has two such pairs: the lesion keeps
   them in one split), and **near-duplicate images** (a resized, recompressed or recoloured copy, the same lesion
   photographed again from the same spot): two DCT perceptual hashes (:func:`perceptual_hash`) within
@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from helpers.data.files import (
     DatasetError,
     binarize_mask,
     check_sizes,
+    frame_fraction,
     mask_values,
     read_image,
 )
@@ -63,8 +65,28 @@ from helpers.data.layouts import (
 )
 from helpers.data.splits import find_leaks
 
-#: A median lesion fraction above this is a warning: the masks are probably inverted (background white).
+#: Masks look inverted (background white) when their median lesion fraction is above this ...
 MAX_MEDIAN_LESION_FRACTION = 0.5
+#: ... and the lesion fills more than this share of the image frame on the median (see files.frame_fraction).
+#: Area alone is not enough: a small subset of real images can have big lesions (0.52 on 16 isic-real ones).
+MAX_MEDIAN_FRAME_FRACTION = 0.5
+
+
+def inverted_masks(fractions: Sequence[float], frames: Sequence[float],
+                   limit: float | None = MAX_MEDIAN_LESION_FRACTION) -> str | None:
+    """Why masks with these lesion ``fractions`` and ``frames`` (frame fractions) look inverted, else None.
+
+    The one rule of ``check`` (a warning) and of training (refused, :func:`helpers.data.dataset.make_loaders`):
+    the median lesion fraction is above ``limit`` AND the median frame fraction above
+    :data:`MAX_MEDIAN_FRAME_FRACTION`. ``limit`` None never calls masks inverted.
+    """
+    if limit is None or not len(fractions):
+        return None
+    area, frame = float(np.median(fractions)), float(np.median(frames))
+    if area <= limit or frame <= MAX_MEDIAN_FRAME_FRACTION:
+        return None
+    return (f"their median lesion fraction is {area:.2f} (above {limit:.2f}) and the lesion fills "
+            f"{frame:.0%} of the image border on the median (lesion masks rarely touch it)")
 #: Near-duplicates (warning) differ in at most this many bits of the coarse 63-bit hash ...
 NEAR_DUPLICATE_BITS = 4
 #: ... and in at most this many bits of the fine 255-bit hash.
@@ -85,6 +107,7 @@ class CheckReport:
         warnings: ``(file, reason)`` for suspicious but usable data.
         image_sizes: ``Counter`` of ``(width, height)`` over readable images.
         lesion_fractions: lesion pixel fraction of every readable mask, in [0, 1].
+        frame_fractions: the lesion's share of the image frame of every readable mask, in [0, 1].
     """
 
     root: Path
@@ -94,6 +117,7 @@ class CheckReport:
     warnings: list[tuple[Path, str]] = field(default_factory=list)
     image_sizes: Counter = field(default_factory=Counter)
     lesion_fractions: list[float] = field(default_factory=list)
+    frame_fractions: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -188,6 +212,7 @@ def _check_mask(pair: Pair, image: np.ndarray | None, report: CheckReport) -> No
         return
     fraction = float(mask.mean()) if mask.size else 0.0
     report.lesion_fractions.append(fraction)
+    report.frame_fractions.append(frame_fraction(mask))
     if fraction == 0.0:
         report.warnings.append((pair.mask, "mask is empty (no lesion pixel)"))
     elif fraction == 1.0:
@@ -311,8 +336,8 @@ def check_dataset(root: str | os.PathLike[str], *, progress: bool = True) -> Che
         except DatasetError as exc:
             report.problems.append((folder, str(exc)))
     _cross_checks(report, seen)
-    if report.lesion_fractions and np.median(report.lesion_fractions) > MAX_MEDIAN_LESION_FRACTION:
-        report.warnings.append((report.root, f"the median lesion fraction is {np.median(report.lesion_fractions):.2f} "
-                                             f"(> {MAX_MEDIAN_LESION_FRACTION}): are the masks inverted? Lesion "
-                                             "pixels must be white (255), background black (0)"))
+    inverted = inverted_masks(report.lesion_fractions, report.frame_fractions)
+    if inverted:
+        report.warnings.append((report.root, f"are the masks inverted? {inverted}. Lesion pixels must be white "
+                                             "(255), background black (0)"))
     return report

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from helpers import config
 from helpers.data.cache import PreprocessCache, build_cache
-from helpers.data.checks import MAX_MEDIAN_LESION_FRACTION
-from helpers.data.files import DatasetError, listing, load_pair, read_mask
+from helpers.data.checks import MAX_MEDIAN_LESION_FRACTION, inverted_masks
+from helpers.data.files import DatasetError, frame_fraction, listing, load_pair, read_mask
 from helpers.data.layouts import Pair
 from helpers.data.splits import subset_pairs
 from helpers.data.transforms import eval_transforms, train_transforms
@@ -118,31 +118,34 @@ def _resolve_cache(pairs: Sequence[Pair], img_size: int, cache: bool | str | os.
     return build_cache(pairs, img_size, None if cache is True else cache, progress=progress)
 
 
-def median_lesion_fraction(pairs: Sequence[Pair], cache: PreprocessCache | None = None) -> float:
-    """The median lesion pixel fraction of ``pairs``' masks: every cached mask when ``cache`` holds them, else
-    the masks of :data:`LESION_FRACTION_SAMPLE` pairs chosen by :func:`helpers.data.splits.subset_pairs`."""
+def mask_fractions(pairs: Sequence[Pair], cache: PreprocessCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lesion fractions and frame fractions (:func:`helpers.data.files.frame_fraction`) of ``pairs``' masks:
+    every cached mask when ``cache`` holds them, else the masks of :data:`LESION_FRACTION_SAMPLE` pairs chosen
+    by :func:`helpers.data.splits.subset_pairs`."""
     if cache is not None:
-        return float(np.median(cache.lesion_fractions()))
-    sample = subset_pairs(pairs, min(len(pairs), LESION_FRACTION_SAMPLE))
-    return float(np.median([read_mask(pair.mask).mean() for pair in sample]))
+        return cache.mask_fractions()
+    masks = [read_mask(pair.mask) for pair in subset_pairs(pairs, min(len(pairs), LESION_FRACTION_SAMPLE))]
+    return (np.array([m.mean() for m in masks], dtype=np.float64),
+            np.array([frame_fraction(m) for m in masks], dtype=np.float64))
 
 
 def refuse_inverted_masks(pairs: Sequence[Pair], cache: PreprocessCache | None, limit: float | None) -> None:
-    """Raise DatasetError when the train masks' median lesion fraction is above ``limit`` (None: no check).
+    """Raise DatasetError when the train masks look inverted by :func:`helpers.data.checks.inverted_masks`
+    (median lesion fraction above ``limit`` and the lesion filling the image frame; None: no check).
 
-    Lesions cover a fifth of a typical dermoscopy image; more than half on the median means the masks are
-    almost surely inverted (background white), which ``python -m helpers.data check`` warns about.
+    Lesions cover a fifth of a typical dermoscopy image and rarely touch its border; masks whose lesion fills
+    more than half of the image and its border on the median are almost surely inverted (background white),
+    which ``python -m helpers.data check`` warns about.
     """
     if limit is None or not pairs:
         return
-    median = median_lesion_fraction(pairs, cache)
-    if median > limit:
+    reason = inverted_masks(*mask_fractions(pairs, cache), limit=limit)
+    if reason:
         folders = listing(sorted({str(pair.mask.parent) for pair in pairs}))
-        raise DatasetError(f"the train masks in {folders} look inverted: their median lesion fraction is "
-                           f"{median:.2f} (above {limit:.2f}). Lesion pixels must be white (255) and background "
-                           "black (0): invert the masks (255 - value) and check them with `python -m helpers.data "
-                           "check DIR`; if the lesions really fill most of each image, pass "
-                           "max_median_lesion_fraction=None to make_loaders.")
+        raise DatasetError(f"the train masks in {folders} look inverted: {reason}. Lesion pixels must be white "
+                           "(255) and background black (0): invert the masks (255 - value) and check them with "
+                           "`python -m helpers.data check DIR`; if the lesions really fill most of each image, "
+                           "pass max_median_lesion_fraction=None to make_loaders.")
 
 
 def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size: int, *, augment: bool = True,
@@ -170,11 +173,12 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
             see :mod:`helpers.train.distributed`); that split is then read in the sampler's order, not shuffled here.
         progress: show the "caching N pairs" bar while a cache is built; None (default): except in smoke mode.
         max_median_lesion_fraction: refuse a train split whose masks' median lesion fraction is above this
-            (inverted masks, see :func:`refuse_inverted_masks`); None accepts such data on purpose.
+            while the lesion fills the image frame (inverted masks, see :func:`refuse_inverted_masks`); None
+            accepts such data on purpose.
 
     Raises:
         DatasetError: the train split is empty, or its masks look inverted (median lesion fraction above
-            ``max_median_lesion_fraction``); the cache cannot be built (see
+            ``max_median_lesion_fraction`` and frame filled); the cache cannot be built (see
             :func:`helpers.data.cache.build_cache`: a bad file, a full or read-only disk).
         ValueError: ``batch_size`` is not a positive int.
     """
