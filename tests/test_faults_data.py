@@ -20,6 +20,7 @@ from PIL import Image
 
 from helpers import data
 from helpers.cli import data as data_cli
+from helpers.cli.common import INTERRUPTED
 from helpers.data import cache as cache_mod
 from helpers.data import checks, download, layouts, splits
 from helpers.data.files import DatasetError, frame_fraction, mask_name
@@ -290,7 +291,7 @@ def test_item8_ctrl_c_in_download_and_check_is_one_line_exit_130(tmp_path, isic_
     monkeypatch.setattr(data_cli.download, "download_dataset", interrupted)
     monkeypatch.setattr(data_cli.checks, "check_dataset", interrupted)
     for argv in (["download", "isic2018", "--out", str(tmp_path)], ["check", str(isic_dir)]):
-        assert data_cli.main(argv) == data_cli.INTERRUPTED == 130
+        assert data_cli.main(argv) == INTERRUPTED == 130
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("interrupted: ")
 

@@ -21,11 +21,12 @@ from PIL import Image
 
 from helpers import models, runfolder
 from helpers.cli.evaluate import main as evaluate_main
-from helpers.cli.predict import INTERRUPTED
+from helpers.cli.common import INTERRUPTED
 from helpers.cli.predict import main as predict_main
 from helpers.data.files import mask_name, read_mask, write_mask
 from helpers.evaluation import predict
-from helpers.evaluation.predict import MANIFEST, MAX_IMG_SIZE, OVERLAY_DIR
+from helpers.evaluation.predict import MANIFEST, OVERLAY_DIR
+from helpers.models.factory import MAX_IMG_SIZE
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
 

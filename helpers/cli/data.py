@@ -15,19 +15,16 @@ import argparse
 import errno
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from helpers import config
-from helpers.cli.common import OutputPathError, check_output_path, fail
+from helpers.cli.common import OutputPathError, check_output_path, fail, interrupted
 from helpers.data import checks, download, synthetic
 from helpers.data.files import DatasetError
 from helpers.data.layouts import printable
 
-#: Exit status after Ctrl-C (128 + SIGINT, what a shell reports for a process the signal ended).
-INTERRUPTED = 130
 #: Valid ``synth --n`` (pairs) and ``synth --size`` (image width, px; the height is 3/4 of it).
 SYNTH_N_RANGE, SYNTH_SIZE_RANGE = (1, 100_000), (32, 4096)
 
@@ -137,5 +134,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         return fail(_os_error(err, args.command))
     except KeyboardInterrupt:
-        print(f"interrupted: {_interrupted(args.command)}", file=sys.stderr)
-        return INTERRUPTED
+        return interrupted(_interrupted(args.command))

@@ -16,21 +16,19 @@ import warnings
 from pathlib import Path
 
 from helpers import models, runfolder
-from helpers.cli.common import OutputPathError, check_output_path, fail
+from helpers.cli.common import OutputPathError, check_output_path, fail, interrupted
 from helpers.data.files import DatasetError
 from helpers.evaluation.metrics import DEFAULT_THRESHOLD
 from helpers.evaluation.predict import (
     MANIFEST,
-    MAX_IMG_SIZE,
     OVERLAY_DIR,
     ImageSizeWarning,
     PredictionInterrupted,
     predict_folder,
 )
+from helpers.models.factory import MAX_IMG_SIZE
 from helpers.runtime import DEVICE_CHOICES
 
-#: Exit status after Ctrl-C (128 + SIGINT, what a shell reports for a process killed by it).
-INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,14 +58,13 @@ def _one_line(message: Warning | str, category: type[Warning], *args: object, **
 
 
 def _interrupted(stop: KeyboardInterrupt, out: Path) -> int:
-    """Say what Ctrl-C left in ``out`` (one line on stderr) and return :data:`INTERRUPTED`."""
+    """Say what Ctrl-C left in ``out`` (one line on stderr, :func:`~helpers.cli.common.interrupted`)."""
     if isinstance(stop, PredictionInterrupted):
         done = f"{stop.written} of {stop.total} masks were written to {out}, each complete"
     else:
         done = f"no mask was written to {out}"
-    print(f"interrupted (Ctrl-C): {done}. Run the same command again to complete it: it replaces the masks it "
-          "wrote itself, so no --overwrite is needed", file=sys.stderr)
-    return INTERRUPTED
+    return interrupted(f"interrupted (Ctrl-C): {done}. Run the same command again to complete it: it replaces "
+                       "the masks it wrote itself, so no --overwrite is needed")
 
 
 def main(argv: list[str] | None = None) -> int:

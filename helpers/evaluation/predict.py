@@ -50,6 +50,7 @@ from helpers.data.files import (
 from helpers.evaluation import plots
 from helpers.evaluation.metrics import DEFAULT_THRESHOLD
 from helpers.models.checkpoint import trained_img_size
+from helpers.models.factory import MAX_IMG_SIZE
 from helpers.runtime import select_device
 
 #: Sub-folder of the output folder that holds the overlays (kept apart so the mask folder stays scorable).
@@ -59,9 +60,6 @@ OVERLAY_DIR = "overlays"
 MANIFEST = "predictions.json"
 #: Where :data:`MANIFEST` says its masks come from.
 MANIFEST_WRITER = "helpers.evaluation.predict"
-#: The largest input size :func:`predict_folder` takes (``--img-size``): one such image's activations already take
-#: gigabytes (the course trains at 64 to 512 px), and a larger one ends in a memory error deep in numpy or cv2.
-MAX_IMG_SIZE = 2048
 _WRITE_CAUSES = {errno.ENOSPC: "no space left on the device: free some space or choose a folder on another disk",
                  errno.EDQUOT: "the disk quota is exceeded: free some space or choose a folder on another disk",
                  errno.EROFS: "the file system is read-only: choose a folder on a writable disk",

@@ -30,6 +30,11 @@ MODEL_NAMES: tuple[str, ...] = ("se_unet", "resnet_unet_aspp", "smp_unet", "smp_
 DEFAULT_ENCODER = "resnet34"
 #: smp models need H and W divisible by their output stride (at most 32): pad to this multiple.
 SMP_SIZE_MULTIPLE = 32
+#: The largest input size the course's commands take, for training (``TrainConfig.img_size``) and prediction
+#: (``--img-size``): a 2048 px image takes 12 MiB in the preprocessing cache (ISIC 2018's 2594 training images:
+#: 31 GiB) and one image's activations already need gigabytes; beyond it numpy or cv2 end in a memory error.
+#: The course trains at 64 to 512 px.
+MAX_IMG_SIZE = 2048
 class SegmentationNet(nn.Module):
     """A segmentation network that accepts any input size and remembers how it was built.
 

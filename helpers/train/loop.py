@@ -28,7 +28,7 @@ from torch import nn
 from helpers import config, runtime
 from helpers.data.files import write_text_atomic
 from helpers.evaluation import metrics
-from helpers.models.factory import SMP_SIZE_MULTIPLE
+from helpers.models.factory import MAX_IMG_SIZE, SMP_SIZE_MULTIPLE
 from helpers.models.resnet_unet_aspp import ResNetUNetASPP
 from helpers.models.se_unet import SEUNet
 from helpers.train import distributed
@@ -65,10 +65,6 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------------------
-#: The largest training size: a 2048 px image takes 12 MiB in the preprocessing cache (ISIC 2018's 2594
-#: training images: 31 GiB) and a batch of 16 needs tens of GiB of activations; beyond it numpy or cv2 end in a
-#: memory error. The course trains at 64 to 512 px.
-MAX_IMG_SIZE = 2048
 #: The largest seed: NumPy's (and the DataLoader workers') seeds are 32-bit.
 MAX_SEED = 2**32 - 1
 
