@@ -131,6 +131,25 @@ def test_issue14_near_duplicates_are_warnings_naming_both(isic_dir):
     assert len(near) == 1 and {near[0][0], Path(near[0][1].split()[2]).name} == {"ISIC_0000005.jpg", "NEAR_5.jpg"}
 
 
+def test_near_duplicates_of_one_lesion_are_one_summary_warning(isic_dir):
+    """HAM10000 photographs lesions again (110 near-duplicate pairs of one lesion_id in ham10000-small): those
+    are one summary line; a near-duplicate across lesions still gets its own line naming both files."""
+    original = Image.open(isic_dir / "images" / "ISIC_0000005.jpg")
+    for name in ("NEAR_5", "OTHER_5"):
+        buffer = bytes_io.BytesIO()
+        original.resize((40, 30)).resize((48, 36)).save(buffer, "JPEG", quality=80 if name == "NEAR_5" else 70)
+        (isic_dir / "images" / f"{name}.jpg").write_bytes(buffer.getvalue())
+        shutil.copy(isic_dir / "masks" / "ISIC_0000005_segmentation.png", isic_dir / "masks" / f"{name}_segmentation.png")
+    (isic_dir / "metadata.csv").write_text("image_id,lesion_id\nISIC_0000005,L5\nNEAR_5,L5\nOTHER_5,L9\n")
+    report = checks.check_dataset(isic_dir, progress=False)
+    assert report.ok
+    lines = [(p.name, r) for p, r in report.warnings if "near-duplicate" in r]
+    summary = [r for name, r in lines if "share a lesion_id" in r]
+    assert len(summary) == 1 and summary[0].startswith("1 near-duplicate pair(s)") and "NEAR_5.jpg" in summary[0]
+    singles = [(name, r) for name, r in lines if "share a lesion_id" not in r]
+    assert len(singles) == 2 and all("OTHER_5.jpg" in name + r for name, r in singles)
+
+
 def test_perceptual_hash_is_the_dct_hash():
     """The hash equals the textbook pHash computed with scipy's DCT (a constructed check of the 63 bits)."""
     from scipy.fft import dctn

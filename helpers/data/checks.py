@@ -15,7 +15,8 @@ Introduced in notebook 01 (``01_data_exploration``), which checks the course dat
   them in one split), and **near-duplicate images** (a resized, recompressed or recoloured copy, the same lesion
   photographed again from the same spot): two DCT perceptual hashes (:func:`perceptual_hash`) within
   :data:`NEAR_DUPLICATE_BITS` of 63 bits (8x8 frequencies of a 32x32 thumbnail) and within
-  :data:`NEAR_DUPLICATE_FINE_BITS` of 255 bits (16x16 frequencies of a 64x64 thumbnail).
+  :data:`NEAR_DUPLICATE_FINE_BITS` of 255 bits (16x16 frequencies of a 64x64 thumbnail); near-duplicates that the metadata CSV
+  gives one ``lesion_id`` (a lesion photographed again) are counted in one summary warning.
 
 Why these hashes and bounds (``python -m helpers.data check ../shared/data/isic-real`` reproduces the last
 figures): on 400 ISIC training images an 8x8 *average* hash put 275 of the 79,800 pairs of distinct images
@@ -178,7 +179,7 @@ class _Seen:
     """Per-image fingerprints gathered while checking, compared once every part is read."""
 
     pixels: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
-    phash: list[tuple[int, int, Path]] = field(default_factory=list)  # (coarse, fine, image)
+    phash: list[tuple[int, int, Path, str]] = field(default_factory=list)  # (coarse, fine, image, id)
     parts: dict[str, list[Pair]] = field(default_factory=dict)  # part name -> its pairs, for find_leaks
     groups: dict[str, str] = field(default_factory=dict)  # image id -> lesion id
 
@@ -229,7 +230,7 @@ def _check_pair(pair: Pair, report: CheckReport, seen: _Seen) -> None:
     if image is not None:
         report.image_sizes[(image.shape[1], image.shape[0])] += 1
         seen.pixels.setdefault(_pixel_hash(image), []).append((pair.id, pair.image))
-        seen.phash.append((perceptual_hash(image), perceptual_hash(image, *FINE_HASH), pair.image))
+        seen.phash.append((perceptual_hash(image), perceptual_hash(image, *FINE_HASH), pair.image, pair.id))
     _check_mask(pair, image, report)
 
 
@@ -279,7 +280,7 @@ def _cross_checks(report: CheckReport, seen: _Seen) -> None:
             exact.add(frozenset((first, path)))
             if ident != first_id:
                 _same_pixels(report, seen.groups, (first_id, first), (ident, path))
-    _near_duplicates(report, seen.phash, exact)
+    _near_duplicates(report, seen.phash, exact, seen.groups)
 
 
 def _same_pixels(report: CheckReport, groups: dict[str, str], first: tuple[str, Path], copy: tuple[str, Path]) -> None:
@@ -296,20 +297,37 @@ def _same_pixels(report: CheckReport, groups: dict[str, str], first: tuple[str, 
                                       f"{ident!r}: keep one copy (a duplicate can land in two splits)"))
 
 
-def _near_duplicates(report: CheckReport, hashes: list[tuple[int, int, Path]], exact: set[frozenset[Path]]) -> None:
-    """Warn for every pair of images within both near-duplicate bounds (coarse hash first: it is vectorised)."""
+def _near_duplicates(report: CheckReport, hashes: list[tuple[int, int, Path, str]], exact: set[frozenset[Path]],
+                     groups: dict[str, str]) -> None:
+    """Warn for every pair of images within both near-duplicate bounds (coarse hash first: it is vectorised).
+
+    Pairs the metadata CSV gives one ``lesion_id`` (HAM10000 photographs many lesions more than once: 110 such
+    pairs in ham10000-small) are expected and kept in one split by a lesion-grouped split: they are counted in one
+    summary warning instead of one line each; pairs across lesions get a line each.
+    """
     if len(hashes) < 2:
         return
-    codes = np.array([coarse for coarse, _, _ in hashes], dtype=np.uint64)
+    same_lesion: list[tuple[Path, Path]] = []
+    codes = np.array([coarse for coarse, *_ in hashes], dtype=np.uint64)
     for i in range(len(codes) - 1):
         distance = np.bitwise_count(codes[i + 1:] ^ codes[i])
         for j in np.flatnonzero(distance <= NEAR_DUPLICATE_BITS) + i + 1:
-            (_, fine_a, a), (_, fine_b, b) = hashes[i], hashes[j]
+            (_, fine_a, a, id_a), (_, fine_b, b, id_b) = hashes[i], hashes[j]
             fine = (fine_a ^ fine_b).bit_count()
-            if fine <= NEAR_DUPLICATE_FINE_BITS and frozenset((a, b)) not in exact:
-                report.warnings.append((b, f"near-duplicate of {a} (perceptual hashes {int(distance[j - i - 1])} of "
-                                           f"63 and {fine} of 255 bits apart): the same picture or lesion twice? "
-                                           "Keep one, or both in one split"))
+            if fine > NEAR_DUPLICATE_FINE_BITS or frozenset((a, b)) in exact:
+                continue
+            if id_a in groups and groups.get(id_b) == groups[id_a]:
+                same_lesion.append((a, b))
+                continue
+            report.warnings.append((b, f"near-duplicate of {a} (perceptual hashes {int(distance[j - i - 1])} of "
+                                       f"63 and {fine} of 255 bits apart): the same picture or lesion twice? "
+                                       "Keep one, or both in one split"))
+    if same_lesion:
+        (a, b), more = same_lesion[0], len(same_lesion) - 1
+        report.warnings.append((report.root, f"{len(same_lesion)} near-duplicate pair(s) share a {GROUP_COLUMN} "
+                                             f"(e.g. {a.name} and {b.name}{f', and {more} more' if more else ''}): "
+                                             "the same lesion photographed again; the lesion-grouped split keeps "
+                                             "each lesion in one split"))
 
 
 def check_dataset(root: str | os.PathLike[str], *, progress: bool = True) -> CheckReport:
