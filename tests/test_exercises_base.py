@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers.course.colab import notebook_paths
-from helpers.course.exercises.base import STUB_MARKER, Exercises
+from helpers.course.exercises.base import STUB_MARKER, ExerciseFailed, Exercises
 
 EX = Exercises("99")
 
@@ -106,3 +106,39 @@ def test_every_notebook_stub_uses_the_marker_and_is_reported_not_attempted(path,
             report = EX.checker(1, f"write {name}")(lambda fn=fn, arguments=arguments: fn(*arguments))
             assert report() is None, f"{path.name}: {name} returned instead of raising NotImplementedError"
             assert capsys.readouterr().out == f"exercise 1 not attempted yet: write {name}\n"
+
+
+def test_a_wrong_answer_renders_as_one_line_in_ipython():
+    """IPython shows ExerciseFailed through _render_traceback_: one line, no checker source, no other hints."""
+    import contextlib
+    import io
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from helpers.course.exercises import nb02, nb06
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(nb02=nb02, nb06=nb06, np=np, check_box=EX.checker(2, "box")(lambda fn: fn(np.zeros(3))))
+    # a learner's cell: crashes on its third line when the mask is empty
+    shell.run_cell("def box(mask):\n    rows = np.flatnonzero(mask)\n    return rows[0]\n")
+    for cell, message in [("nb02.check_bottleneck_rf(lambda depth: 7)",
+                           "ExerciseFailed: exercise 2 not passed yet: depth=1: you returned 7, expected 14. Start "
+                           "from r=1, j=1; for each layer r <- r + (k - 1) * j, then j <- j * stride"),
+                          ("check_box(box)", "ExerciseFailed: exercise 2 not passed yet: your code raised "
+                                              "IndexError: index 0 is out of bounds for axis 0 with size 0 "
+                                              "(in box, line 3: return rows[0])")]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            result = shell.run_cell(cell)
+        assert isinstance(result.error_in_exec, ExerciseFailed)
+        assert out.getvalue() == message + "\n"  # one line: no traceback through base.py or the checker
+
+
+def test_a_crash_inside_the_checker_names_the_answer_not_the_learner():
+    from helpers.course.exercises import nb01
+
+    with pytest.raises(ExerciseFailed, match=r"^exercise 2 not passed yet: checking your answer raised TypeError"):
+        nb01.check_pos_weight(lambda masks: (1.0, 2.0))  # a pair: the checker's float() cannot take it
+    with pytest.raises(ExerciseFailed) as failed:
+        check_double(lambda x: x + 1)
+    assert failed.value.number == 1 and failed.value.__cause__ is None  # the checker's own frames are not chained

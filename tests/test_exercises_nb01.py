@@ -110,3 +110,22 @@ def test_show_solution_prints_runnable_reference(solution_round_trip):
               3: lambda f: nb01.check_two_side_ids(f, masks)}
     for k, check in checks.items():
         solution_round_trip(nb01, k, check, {"np": np})
+
+
+def _box_without_empty_case(mask):
+    """The lesion box with no test for an empty mask: indexing rows[0] raises IndexError there."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def test_lesion_box_crash_on_an_empty_mask_is_named():
+    with pytest.raises(AssertionError, match=r"on an empty mask your function raised IndexError .*no first row"):
+        nb01.check_lesion_box(_box_without_empty_case)
+
+
+@pytest.mark.parametrize("background", [lambda m: (m == 0).sum(), lambda m: (m != 1).sum()])
+def test_pos_weight_counting_lesion_as_one_is_named(background):
+    def wrong(ms):
+        return sum(int(background(m)) for m in ms) / sum(int((m == 1).sum()) for m in ms)
+    with pytest.raises(AssertionError, match=r"counted lesion pixels as `m == 1`.*0/255"):
+        nb01.check_pos_weight(wrong, list(_masks().values()))

@@ -127,3 +127,10 @@ def test_conv_macs_rejects_wrong_answers(wrong, hint):
     assert nb03.measured_conv_macs(8, 4, 6, 3) == 8 * 8 * 4 * 6 * 9
     with pytest.raises(AssertionError, match=hint):
         nb03.check_conv_macs(wrong)
+
+
+def test_se_forward_without_the_transpose_is_named():
+    def untransposed(u, w1, b1, w2, b2):
+        return u * torch.sigmoid(torch.relu(u.mean((2, 3)) @ w1 + b1) @ w2 + b2)[:, :, None, None]
+    with pytest.raises(AssertionError, match=r"nn.Linear stores its weight as \(out, in\).*z @ w1.T"):
+        nb02.check_se_forward(untransposed)

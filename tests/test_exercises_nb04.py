@@ -131,3 +131,26 @@ def test_early_stopping_reference_agrees_with_fit_semantics():
     assert nb04.early_stop([0.5, 0.4, 0.3, 0.2], 2) == (1, 3)   # as in tests/test_training.py
     with pytest.raises(ValueError):
         nb04.early_stop([], 1)
+
+
+def _stopping(scores, patience, *, late=0, ties=False):
+    """A learner's loop: `late=1` stops when the count passes patience (> instead of >=); `ties`: >= improves."""
+    best, best_epoch, bad = -1.0, 0, 0
+    for epoch, score in enumerate(scores, 1):
+        if score > best or (ties and score == best):
+            best, best_epoch, bad = score, epoch, 0
+        else:
+            bad += 1
+            if bad >= patience + late:
+                return best_epoch, epoch
+    return best_epoch, len(scores)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda s, p: _stopping(s, p, late=1), r"you stop one epoch late: .*count >= patience, not >\)"),
+    (lambda s, p: _stopping(s, p, late=-1) if p > 1 else _stopping(s, p), "you stop one epoch early"),
+    (lambda s, p: _stopping(s, p, ties=True), r"a tie is not an improvement.*score > best, not >="),
+])
+def test_early_stopping_off_by_one_and_ties_are_named(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        nb04.check_early_stop(wrong)

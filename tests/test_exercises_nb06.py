@@ -127,3 +127,13 @@ def _always_one(logits, targets, grid):
 def test_temperature_mistakes_are_named(wrong, hint):
     with pytest.raises(AssertionError, match=hint):
         nb06.check_fit_temperature(wrong)
+
+
+def _minimises_ece(logits, targets, grid):
+    """Temperature chosen by the learner's own ECE (exercise 1's reference) instead of the NLL."""
+    return min(grid, key=lambda t: nb06.expected_calibration_error(1 / (1 + np.exp(-logits / t)), targets, 10))
+
+
+def test_temperature_minimising_the_ece_is_refused():
+    with pytest.raises(AssertionError, match="you minimised the ECE; fit T by the mean binary cross-entropy"):
+        nb06.check_fit_temperature(_minimises_ece)

@@ -6,8 +6,11 @@ The convention (docs/NOTEBOOKS.md):
   ``...  # your code here`` then ``raise NotImplementedError``.
 * The next cell calls a **checker**, ``nbNN.check_<name>(fn, ...)``. Given a stub (calling it raises
   ``NotImplementedError``) the checker prints one line, ``exercise K not attempted yet: <what to do>``, and
-  returns without raising, so "Run All" completes. Given a wrong answer it raises ``AssertionError`` naming the
-  mistake; given a right one it prints ``exercise K passed: ...``.
+  returns without raising, so "Run All" completes. Given a wrong answer it raises :class:`ExerciseFailed` (an
+  ``AssertionError``) naming the mistake, which Jupyter shows as one line, ``ExerciseFailed: exercise K not
+  passed yet: <hint>``, not a traceback through the checker; an exception raised inside the learner's code
+  becomes one such line too, naming the learner's function and line. Given a right one it prints
+  ``exercise K passed: ...``.
 * The **reference solution** lives once, in ``helpers/course/exercises/nbNN.py``, registered with
   :meth:`Exercises.solution`; ``nbNN.show_solution(K)`` prints its source, one click away from the learner and
   never in a cell that "Run All" executes.
@@ -30,7 +33,9 @@ import functools
 import inspect
 import re
 import textwrap
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +43,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SOLUTION_DECORATOR = re.compile(r"^\s*@\w+\.solution\(")
 #: The line a stub's body holds before ``raise NotImplementedError``.
 STUB_MARKER = "...  # your code here"
+
+
+#: The folder of the checker modules: traceback frames outside it are the learner's code.
+_EXERCISES_DIR = Path(__file__).resolve().parent
+
+
+class ExerciseFailed(AssertionError):
+    """A wrong answer to exercise ``number``: ``exercise K not passed yet: <hint>``.
+
+    IPython renders an exception through its ``_render_traceback_`` method when it has one, so this shows as
+    one line in Jupyter, without the traceback through :mod:`base` and the checker's source (whose other hints
+    would give answers away). It is an ``AssertionError``, so ``pytest.raises(AssertionError)`` still holds.
+    """
+
+    def __init__(self, number: int, hint: str) -> None:
+        super().__init__(f"exercise {number} not passed yet: {hint}")
+        self.number, self.hint = number, hint
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows instead of a traceback: just the message."""
+        return [f"ExerciseFailed: {self}"]
+
+
+def crash_hint(err: BaseException) -> str:
+    """One line for an exception raised while checking: the learner's line that raised it, when there is one.
+
+    ``"your code raised IndexError: index 0 is out of bounds ... (in lesion_box, line 5: return rows[0])"``;
+    when no frame of the traceback lies outside the checker modules, the checker could not use the answer
+    (``"checking your answer raised TypeError: ..."``).
+    """
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not Path(f.filename).resolve().is_relative_to(_EXERCISES_DIR)]
+    what = f"{type(err).__name__}: {err}"
+    if not frames:
+        return f"checking your answer raised {what}: is it the type and shape the exercise asks for?"
+    last = frames[-1]
+    line = f": {last.line.strip()}" if last.line else ""
+    return f"your code raised {what} (in {last.name}, line {last.lineno}{line})"
 
 
 def not_attempted_message(number: int, todo: str) -> str:
@@ -79,8 +122,9 @@ class Exercises:
         """Decorator making a checker report an unattempted stub instead of failing.
 
         When the wrapped checker raises ``NotImplementedError`` (the learner's stub was called), it prints
-        :func:`not_attempted_message` and returns None; every other outcome (``AssertionError`` with a hint,
-        the pass message) is the checker's own.
+        :func:`not_attempted_message` and returns None. A checker's ``AssertionError`` (its hint) is raised
+        again as :class:`ExerciseFailed`, one line in Jupyter; any other exception (the learner's code
+        crashed) as :class:`ExerciseFailed` with :func:`crash_hint`. The pass message is the checker's own.
 
         Args:
             number: the exercise's number in the notebook.
@@ -96,6 +140,12 @@ class Exercises:
                 except NotImplementedError:
                     print(not_attempted_message(number, todo))
                     return None
+                except ExerciseFailed:
+                    raise
+                except AssertionError as err:
+                    raise ExerciseFailed(number, str(err)) from None
+                except Exception as err:
+                    raise ExerciseFailed(number, crash_hint(err)) from err
             run.exercise = number  # type: ignore[attr-defined]
             return run  # type: ignore[return-value]
         return wrap

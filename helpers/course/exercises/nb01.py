@@ -58,11 +58,19 @@ def check_lesion_box(fn: Callable[[np.ndarray], tuple[int, int, int, int] | None
     """Check the learner's ``fn(mask) -> (row0, col0, row1, col1) | None`` on masks with known boxes.
 
     Raises:
-        AssertionError: with a hint, on the first mask where ``fn`` is wrong.
+        AssertionError: with a hint, on the first mask where ``fn`` is wrong (an ``IndexError`` on the empty
+            mask included).
     """
     for what, mask in _box_masks():
         expected = lesion_box(mask)
-        got = fn(mask.copy())
+        try:
+            got = fn(mask.copy())
+        except (IndexError, ValueError) as err:
+            if expected is not None:
+                raise
+            raise AssertionError(f"on {what} your function raised {type(err).__name__} ({err}): a mask without "
+                                 "lesion pixels has no first row or column to index; test for it first "
+                                 "(`if rows.size == 0: return None`)") from err
         if expected is None:
             assert got is None, f"on {what} you returned {got}: a mask without lesion pixels has no box, return None"
             continue
@@ -106,7 +114,8 @@ def check_pos_weight(fn: Callable[[list[np.ndarray]], float], masks: Iterable[np
     """Check the learner's ``fn(masks) -> float`` on test masks and, if given, on the notebook's ``masks``.
 
     Raises:
-        AssertionError: with a hint (inverted ratio, per-image average, 0/255 counted as 255, a fraction).
+        AssertionError: with a hint (inverted ratio, per-image average, 0/255 counted as 255, lesion counted
+            as ``m == 1``, a fraction).
     """
     cases = [("the test masks", _weight_masks())]
     if masks is not None:
@@ -128,6 +137,11 @@ def check_pos_weight(fn: Callable[[list[np.ndarray]], float], masks: Iterable[np
         if not np.isfinite(got):
             raise AssertionError(f"on {what} you returned {got}: one mask has no lesion, so a per-image ratio "
                                  "divides by zero; pool the pixels of all masks first, then divide once")
+        ones = sum(int((np.asarray(m) == 1).sum()) for m in ms)
+        if ones != lesion and any(np.isclose(got, b / ones) for b in (total - lesion, total - ones) if ones):
+            raise AssertionError(f"on {what} you counted lesion pixels as `m == 1`: one test mask is 0/255 "
+                                 "(as mask files on disk are), where a lesion pixel is 255; `(m > 0).sum()` counts "
+                                 "lesion in 0/1 and 0/255 masks alike")
         raw = sum(int(m.astype(np.int64).sum()) for m in ms)
         if raw != lesion and np.isclose(got, (total - lesion) / raw):
             raise AssertionError(f"on {what} you summed the raw mask values: a 0/255 mask counts 255 per lesion "

@@ -132,7 +132,8 @@ def check_se_forward(fn: Callable[..., torch.Tensor]) -> None:
     (the shapes of ``nn.Linear`` weights); the answer must be ``(N, C, H, W)``.
 
     Raises:
-        AssertionError: with a hint, when the output's shape or values are wrong.
+        AssertionError: with a hint, when the output's shape or values are wrong, or a matrix product fails
+            (the weights used untransposed).
     """
     gen = torch.Generator().manual_seed(2)
     u = torch.randn(2, 8, 5, 6, generator=gen) + 0.5
@@ -140,7 +141,14 @@ def check_se_forward(fn: Callable[..., torch.Tensor]) -> None:
     w2, b2 = torch.randn(8, 2, generator=gen), torch.randn(8, generator=gen)
     expected = _se_reference(u, w1, b1, w2, b2)
     with torch.no_grad():
-        got = fn(u.clone(), w1, b1, w2, b2)
+        try:
+            got = fn(u.clone(), w1, b1, w2, b2)
+        except RuntimeError as err:
+            if "cannot be multiplied" not in str(err) and "size mismatch" not in str(err):
+                raise
+            raise AssertionError(f"a matrix product failed ({err}): nn.Linear stores its weight as (out, in), so w1 "
+                                 f"is {tuple(w1.shape)} = (C/r, C) and w2 {tuple(w2.shape)} = (C, C/r); the squeezed "
+                                 "z is (N, C), so transpose the weights: z @ w1.T + b1") from err
     assert got is not None, "your function returns None: end it with `return ...`"
     got = torch.as_tensor(got)
     if got.shape == (2, 8):

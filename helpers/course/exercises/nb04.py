@@ -195,6 +195,35 @@ _STOP_CASES: tuple[tuple[tuple[float, ...], int], ...] = (
 )
 
 
+def _early_stop_variant(val_dice: list[float], patience: int, *, late: int = 0,
+                        ties_improve: bool = False) -> tuple[int, int]:
+    """:func:`early_stop` with a typical mistake: stopping ``late`` epochs late, or counting a tie as better."""
+    best, best_epoch, bad = float("-inf"), 0, 0
+    for epoch, score in enumerate(val_dice, start=1):
+        if score > best or (ties_improve and score == best):
+            best, best_epoch, bad = score, epoch, 0
+        else:
+            bad += 1
+        if bad >= patience + late:
+            return best_epoch, epoch
+    return best_epoch, len(val_dice)
+
+
+def _stop_variants(val_dice: list[float], patience: int) -> dict[str, tuple[int, int]]:
+    """What typical wrong early stoppings return on one history, with the hint naming each mistake."""
+    right = early_stop(val_dice, patience)
+    variants = {
+        "you stop one epoch late: stop at the epoch where the count of epochs without improvement REACHES "
+        "patience (count >= patience, not >)": _early_stop_variant(val_dice, patience, late=1),
+        "you stop one epoch early: with patience p, training runs p epochs without improvement, then stops "
+        "(count >= patience, not >= patience - 1)": _early_stop_variant(val_dice, patience, late=-1)
+        if patience > 1 else right,
+        f"a tie is not an improvement: {BEST_FILE} keeps the FIRST epoch with the highest Dice and the count "
+        "goes on (score > best, not >=)": _early_stop_variant(val_dice, patience, ties_improve=True),
+    }
+    return {hint: value for hint, value in variants.items() if value != right}
+
+
 @EXERCISES.checker(3, "write early_stop(val_dice, patience) returning (best_epoch, last_epoch)")
 def check_early_stop(fn: Callable[[Sequence[float], int], tuple[int, int]]) -> None:
     """Check the learner's ``fn(val_dice, patience) -> (best_epoch, last_epoch)``.
@@ -210,6 +239,9 @@ def check_early_stop(fn: Callable[[Sequence[float], int], tuple[int, int]]) -> N
             continue
         best_epoch, last_epoch = (int(v) for v in got)
         where = f"for val Dice {list(scores)} and patience {patience} you returned {tuple(got)}, expected {expected}"
+        for hint, variant in _stop_variants(list(scores), patience).items():
+            if (best_epoch, last_epoch) == variant:
+                raise AssertionError(f"{where}: {hint}")
         if best_epoch == expected[0] - 1 or last_epoch == expected[1] - 1:
             raise AssertionError(f"{where}: epochs are numbered from 1, not 0")
         if best_epoch != expected[0]:

@@ -191,19 +191,38 @@ def _nll(logits: np.ndarray, targets: np.ndarray, t: float) -> float:
     return float(np.mean(np.logaddexp(0, z) - targets * z))
 
 
-@EXERCISES.checker(3, "write fit_temperature(logits, targets, grid) returning the T of lowest NLL")
-def check_fit_temperature(fn: Callable[[np.ndarray, np.ndarray, list[float]], float]) -> None:
-    """Check the learner's grid-search temperature on logits that are 2x and 0.5x too confident.
+def _temperature_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(description, logits, targets): logits 2x and 0.5x too confident, and 2x with 5% of the labels flipped.
 
-    Raises:
-        AssertionError: with a hint (maximised the NLL, multiplied by T, scored accuracy instead of NLL).
+    The flipped labels (annotation noise, as at lesion borders) punish confident errors: there the temperature
+    of lowest NLL (2.5) differs from the one of lowest ECE (2.25), so an ECE minimiser is caught.
     """
     rng = np.random.default_rng(4)
     true_logits = rng.normal(0, 2.5, 20000)
     targets = (rng.uniform(0, 1, true_logits.size) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
+    noisy = targets.copy()
+    flip = rng.uniform(0, 1, noisy.size) < 0.05
+    noisy[flip] = 1 - noisy[flip]
+    return [("logits 2.0x too confident", true_logits * 2.0, targets),
+            ("logits 0.5x too confident", true_logits * 0.5, targets),
+            ("logits 2.0x too confident with 5% of the labels flipped", true_logits * 2.0, noisy)]
+
+
+def _ece_at(logits: np.ndarray, targets: np.ndarray, t: float) -> float:
+    """ECE (10 bins) of ``sigmoid(logits / t)``."""
+    return reliability.expected_calibration_error(1 / (1 + np.exp(-logits / t)), targets, 10)
+
+
+@EXERCISES.checker(3, "write fit_temperature(logits, targets, grid) returning the T of lowest NLL")
+def check_fit_temperature(fn: Callable[[np.ndarray, np.ndarray, list[float]], float]) -> None:
+    """Check the learner's grid-search temperature on the logits of :func:`_temperature_cases`.
+
+    Raises:
+        AssertionError: with a hint (maximised the NLL, multiplied by T, minimised the ECE instead of the NLL,
+            scored something else).
+    """
     grid = list(TEMPERATURE_GRID)
-    for factor in (2.0, 0.5):
-        logits = true_logits * factor
+    for what, logits, targets in _temperature_cases():
         losses = [_nll(logits, targets, t) for t in grid]
         best = grid[int(np.argmin(losses))]
         got = fn(logits.copy(), targets.copy(), list(grid))
@@ -216,6 +235,11 @@ def check_fit_temperature(fn: Callable[[np.ndarray, np.ndarray, list[float]], fl
         times = [_nll(logits * t, targets, 1.0) for t in grid]
         if math.isclose(got, grid[int(np.argmin(times))]):
             raise AssertionError("you multiplied the logits by T; temperature scaling divides them: sigmoid(z / T)")
-        raise AssertionError(f"logits {factor}x too confident: you chose T = {got}, but T = {best} has the lowest mean "
+        if _ece_at(logits, targets, got) < _ece_at(logits, targets, best) - 1e-9:
+            raise AssertionError(f"{what}: T = {got} has a lower ECE than T = {best} but a higher NLL "
+                                 f"({_nll(logits, targets, got):.4f} against {min(losses):.4f}): you minimised the "
+                                 "ECE; fit T by the mean binary cross-entropy (NLL), which is smooth, needs no bins "
+                                 "and is what temperature scaling minimises; the ECE is then the check")
+        raise AssertionError(f"{what}: you chose T = {got}, but T = {best} has the lowest mean "
                              f"binary cross-entropy ({min(losses):.4f} against {_nll(logits, targets, got):.4f})")
     EXERCISES.passed(3, "T is about 2 for logits twice too large and about 0.5 for logits half as large.")
