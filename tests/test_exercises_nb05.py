@@ -90,8 +90,51 @@ def _val_set():
 
 
 def _answer(t, d=None):
-    """A learner function that returns a fixed threshold and (by default) its true mean Dice."""
-    return lambda probs, truths, grid: (t, nb05.mean_dice_at(probs, truths, t) if d is None else d)
+    """A learner function that returns a fixed threshold (and by default its true mean Dice) on the 20x24 maps of
+    :func:`_val_set`, and the right answer on the checker's own test maps (so the validation answer is what is tested)."""
+    def answer(probs, truths, grid):
+        if probs[0].shape != (20, 24):
+            return nb05.best_threshold(probs, truths, grid)
+        return t, nb05.mean_dice_at(probs, truths, t) if d is None else d
+    return answer
+
+
+def _tied_val_set():
+    """Smoke-like maps: a barely trained model's probabilities all in [0.478, 0.504], so 0.05 ... 0.45 tie."""
+    rng = np.random.default_rng(1)
+    probs = [rng.uniform(0.478, 0.504, (20, 24)) for _ in range(4)]
+    truths = [np.zeros((20, 24), np.uint8) for _ in range(4)]
+    for m in truths:
+        m[5:15, 6:18] = 1
+    return probs, truths
+
+
+def _pooled_best(probs, truths, grid):
+    """Keeps the threshold of the highest pooled (all pixels together) Dice."""
+    scores = [nb05.pooled_dice_at(probs, truths, x) for x in grid]
+    t = grid[int(np.argmax(scores))]
+    return t, nb05.mean_dice_at(probs, truths, t)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda p, t, g: (g[0], nb05.mean_dice_at(p, t, g[0])), "on the test maps: threshold 0.05 gives mean Dice"),
+    (lambda p, t, g: (0.5, nb05.mean_dice_at(p, t, 0.5)), "on the test maps: threshold 0.5 gives mean Dice"),
+    (_pooled_best, "on the test maps: threshold 0.7 maximises the Dice of all pixels pooled together"),
+])
+def test_best_threshold_discriminates_where_the_validation_maps_tie(wrong, hint):
+    probs, truths = _tied_val_set()
+    scores = [nb05.mean_dice_at(probs, truths, t) for t in metrics.THRESHOLD_GRID[:9]]
+    assert max(scores) == min(scores)  # 0.05 ... 0.45 tie: the validation maps alone cannot tell these apart
+    with pytest.raises(AssertionError, match=hint):
+        nb05.check_best_threshold(wrong, probs, truths)
+    nb05.check_best_threshold(nb05.best_threshold, probs, truths)
+
+
+def test_threshold_test_maps_have_one_clear_best():
+    probs, truths = nb05.threshold_test_maps()
+    scores = sorted(nb05.mean_dice_at(probs, truths, t) for t in metrics.THRESHOLD_GRID)
+    assert nb05.best_threshold(probs, truths, metrics.THRESHOLD_GRID)[0] == pytest.approx(0.30)
+    assert scores[-1] - scores[-2] > 0.02 and nb05.mean_dice_at(probs, truths, 0.5) < 0.3
 
 
 def test_best_threshold_reference_and_check(capsys):
@@ -104,13 +147,15 @@ def test_best_threshold_reference_and_check(capsys):
 
 
 def _argmin(probs, truths, grid):
+    if probs[0].shape != (20, 24):
+        return nb05.best_threshold(probs, truths, grid)
     scores = [nb05.mean_dice_at(probs, truths, x) for x in grid]
     return grid[int(np.argmin(scores))], min(scores)
 
 
 def _pooled(probs, truths, grid):
     t, _ = nb05.best_threshold(probs, truths, grid)
-    return t, nb05.pooled_dice_at(probs, truths, t)
+    return t, nb05.pooled_dice_at(probs, truths, t)  # wrong on the test maps too (the first checked)
 
 
 @pytest.mark.parametrize("wrong, hint", [
@@ -183,3 +228,14 @@ def test_check_tversky_wants_a_scalar():
     factory = lambda alpha, beta: (lambda x, t: 1 - GoodTversky(alpha, beta, index=True)(x, t).reshape(1))  # noqa: E731
     with pytest.raises(AssertionError, match="scalar"):
         nb05.check_tversky_loss(factory)
+
+
+def test_tversky_pass_says_how_to_train_with_the_learners_object_and_what_a_plain_function_lacks(capsys):
+    nb05.check_tversky_loss(nb05.TverskyLoss)
+    assert "TrainConfig(loss=TverskyLoss(alpha=0.3, beta=0.7)) trains with this very object" in capsys.readouterr().out
+
+    def as_function(alpha=0.3, beta=0.7):  # right values, but a function: TrainConfig needs an nn.Module
+        module = nb05.TverskyLoss(alpha, beta)
+        return lambda logits, target: module(logits, target)
+    nb05.check_tversky_loss(as_function)
+    assert "to train with it, make it a torch.nn.Module" in capsys.readouterr().out

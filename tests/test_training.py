@@ -398,3 +398,63 @@ def test_plot_history_draws_both_panels_per_run(finished_run):
     np.testing.assert_allclose(ax_dice.lines[0].get_ydata(), finished_run.history["val_dice"])
     with pytest.raises(ValueError, match="val_dice"):
         plots.plot_history(finished_run.history.drop(columns="val_dice"))
+
+
+# -------------------------------------------------------------------------------- the loss: a name with arguments, or an object
+class CountingTversky(torch.nn.Module):
+    """A learner's Tversky loss (notebook 05, exercise 3) that records each call, to prove fit trains with it."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7) -> None:
+        super().__init__()
+        self.alpha, self.beta, self.calls = alpha, beta, []
+
+    def forward(self, logits, target):
+        self.calls.append((torch.is_grad_enabled(), logits.shape[0]))  # validation runs without gradients
+        p, y = torch.sigmoid(logits).flatten(1), target.flatten(1)
+        tp, fp, fn = (p * y).sum(1), (p * (1 - y)).sum(1), ((1 - p) * y).sum(1)
+        return 1 - ((tp + 1) / (tp + self.alpha * fp + self.beta * fn + 1)).mean()
+
+
+def test_a_named_loss_takes_its_arguments():
+    cfg = TrainConfig(loss="tversky", loss_kwargs={"alpha": 0.2, "beta": 0.8})
+    loss = losses.resolve_loss(cfg.loss, cfg.loss_kwargs)
+    assert isinstance(loss, losses.TverskyLoss) and (loss.alpha, loss.beta) == (0.2, 0.8)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(loop.ConfigError, match="bad arguments for loss 'tversky'.*gamma"):
+        TrainConfig(loss="tversky", loss_kwargs={"gamma": 2})
+
+
+@pytest.mark.parametrize("loss, kwargs, message", [
+    (CountingTversky, {}, r"is the class CountingTversky, not an object: pass an instance"),
+    (CountingTversky(), {"alpha": 0.5}, "carries its own arguments"),
+    (lambda logits, target: logits.mean(), {}, "torch.nn.Module instance"),
+    ("focal", {}, "unknown loss 'focal'"),
+])
+def test_a_loss_that_cannot_train_is_refused_naming_the_fix(loss, kwargs, message):
+    with pytest.raises(loop.ConfigError, match=message):
+        TrainConfig(loss=loss, loss_kwargs=kwargs)
+
+
+def test_fit_trains_with_the_loss_object_it_is_given(tmp_path, splits):
+    loss = CountingTversky(0.3, 0.7)
+    cfg = tiny_config(tmp_path / "own_loss", loss=loss, epochs=1)
+    result = fit(cfg, splits=splits, progress=False)
+    assert [b for training, b in loss.calls if training] == [4, 4]  # 8 training images, batch 4: the object trained
+    assert sum(b for training, b in loss.calls if not training) == len(splits["val"])  # and validated
+    saved = json.loads((result.run_dir / runfolder.CONFIG_FILE).read_text())
+    assert saved["loss"] == "object:CountingTversky(alpha=0.3, beta=0.7)" and saved["loss_kwargs"] == {}
+    with pytest.raises(ValueError, match=r"trained with a loss object \(CountingTversky\(alpha=0.3, beta=0.7\)\).*"
+                                         "pass the object again"):
+        TrainConfig.load(result.run_dir / runfolder.CONFIG_FILE)
+    loss.calls.clear()
+    again = train_or_load(cfg, splits=splits, progress=False)  # the same object again: the finished run is loaded
+    assert loss.calls == [] and again.best_epoch == result.best_epoch
+    other = dataclasses.replace(cfg, loss=CountingTversky(0.5, 0.5), resume=True)
+    with pytest.raises(ResumeError, match=r"loss='object:CountingTversky\(alpha=0.3, beta=0.7\)'.*alpha=0.5"):
+        fit(other, splits=splits, progress=False)
+
+
+def test_the_cli_passes_loss_arguments(tmp_path):
+    from helpers.cli.train import build_parser, config_from_args
+    args = build_parser().parse_args(["--loss", "tversky", "--loss-kwargs", '{"alpha": 0.1, "beta": 0.9}'])
+    assert config_from_args(args).loss_kwargs == {"alpha": 0.1, "beta": 0.9}

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=_DEFAULTS.warmup,
                    help="warm-up: < 1 = fraction of all steps, >= 1 = epochs")
     p.add_argument("--loss", default=_DEFAULTS.loss, help="bce+dice, bce, dice or tversky")
+    p.add_argument("--loss-kwargs", type=json_object_arg, default={}, metavar="JSON",
+                   help='the loss\'s arguments as a JSON object, e.g. \'{"alpha": 0.2, "beta": 0.8}\' for tversky')
     p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm (off if not given)")
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default=_DEFAULTS.amp,
                    help="mixed precision (auto: bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else off)")
@@ -86,7 +88,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the parsed arguments describe."""
     return TrainConfig(model=args.model, model_kwargs=args.model_kwargs, pretrained=args.pretrained, img_size=args.img_size, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-                       loss=args.loss, grad_clip=args.grad_clip, amp=args.amp, augment=args.augment,
+                       loss=args.loss, loss_kwargs=args.loss_kwargs, grad_clip=args.grad_clip, amp=args.amp,
+                       augment=args.augment,
                        seed=args.seed, patience=args.patience, num_workers=args.workers,
                        data=str(args.data) if args.data else None, out=str(args.out) if args.out else None,
                        device=args.device, resume=args.resume)

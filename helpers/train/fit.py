@@ -189,7 +189,7 @@ class Parts:
         loaders: ``{"train": DataLoader, "val": DataLoader}``.
         model: the plain model (validated and saved).
         net: what trains: ``model`` itself, or ``model`` wrapped in DistributedDataParallel under torchrun.
-        loss_fn: the :func:`helpers.train.losses.build_loss` loss, on the device.
+        loss_fn: the :func:`helpers.train.losses.resolve_loss` loss (``cfg.loss``, ``cfg.loss_kwargs``), on the device.
         optimizer: AdamW (:func:`helpers.train.loop.build_optimizer`).
         scheduler: warm-up + cosine, one step per batch (:func:`helpers.train.loop.build_scheduler`).
         scaler: a GradScaler, enabled for float16 autocast only.
@@ -229,7 +229,8 @@ def build_parts(cfg: TrainConfig, loaders: Mapping[str, Any], device: torch.devi
                                          warmup=cfg.warmup, min_lr_ratio=cfg.min_lr_ratio)
     amp_dtype = loop.resolve_amp(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    return Parts(loaders=loaders, model=model, net=net, loss_fn=losses.build_loss(cfg.loss).to(device),
+    loss_fn = losses.resolve_loss(cfg.loss, cfg.loss_kwargs).to(device)
+    return Parts(loaders=loaders, model=model, net=net, loss_fn=loss_fn,
                  optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp_dtype=amp_dtype,
                  channels_last=channels_last)
 

@@ -31,7 +31,7 @@ from helpers.evaluation import metrics
 from helpers.models.factory import MAX_IMG_SIZE, SMP_SIZE_MULTIPLE
 from helpers.models.resnet_unet_aspp import ResNetUNetASPP
 from helpers.models.se_unet import SEUNet
-from helpers.train import distributed
+from helpers.train import distributed, losses
 
 AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
 #: A callback receives an event name (``"batch_end"`` or ``"epoch_end"``) and a dict describing it.
@@ -113,7 +113,12 @@ class TrainConfig:
             epochs (``2`` = two epochs of warm-up). The cosine decay follows, one scheduler step per batch.
         min_lr_ratio: the cosine ends at ``lr * min_lr_ratio``.
         loss: a :func:`helpers.train.losses.build_loss` name: ``bce+dice`` (the recipe), ``bce`` (pixel-wise
-            binary cross-entropy, the classic baseline), ``dice``, ``tversky``.
+            binary cross-entropy, the classic baseline), ``dice``, ``tversky``; or a loss object, any
+            ``nn.Module`` called as ``loss(logits, target)`` (``loss=TverskyLoss(0.3, 0.7)`` trains that very
+            object; ``config.json`` records it as :func:`helpers.train.losses.describe_loss`, and a run
+            trained with one is resumed by passing the object again).
+        loss_kwargs: the named loss's constructor arguments, e.g. ``{"alpha": 0.2, "beta": 0.8}`` for
+            ``tversky``; empty for a loss object.
         grad_clip: None (off) or the maximum global L2 norm of the gradients (``clip_grad_norm_``).
         amp: mixed precision: ``auto`` (bf16 on CUDA GPUs that support it, else fp16 with a GradScaler;
             bf16 on CPUs with native bf16, off on other CPUs and MPS; :func:`resolve_amp`), ``off``, ``bf16``
@@ -140,7 +145,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: float = 0.1
     min_lr_ratio: float = 0.0
-    loss: str = "bce+dice"
+    loss: str | nn.Module = "bce+dice"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
     amp: str = "auto"
     channels_last: bool | None = None
@@ -160,9 +166,14 @@ class TrainConfig:
                 raise ConfigError(name, value, "must be a positive integer")
         try:  # JSON form (tuples become lists) so a config read back from config.json compares equal
             self.model_kwargs = json.loads(json.dumps(dict(self.model_kwargs)))
+            self.loss_kwargs = json.loads(json.dumps(dict(self.loss_kwargs)))
         except TypeError as err:
-            raise ValueError(f"TrainConfig.model_kwargs must hold JSON values (numbers, strings, lists), "
-                             f"got {self.model_kwargs!r}: {err}") from err
+            raise ValueError(f"TrainConfig.model_kwargs and loss_kwargs must hold JSON values (numbers, strings, "
+                             f"lists), got {self.model_kwargs!r} and {self.loss_kwargs!r}: {err}") from err
+        try:
+            losses.resolve_loss(self.loss, self.loss_kwargs)
+        except ValueError as err:
+            raise ConfigError("loss", self.loss, str(err)) from None
         self._check_img_size()
         self._check_numbers()
         if self.amp not in AMP_CHOICES:
@@ -219,8 +230,10 @@ class TrainConfig:
         return Path(self.out) if self.out else config.runs_dir() / self.model
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """The config as a JSON-serialisable dict; a loss object as :func:`helpers.train.losses.describe_loss`."""
+        values = {f.name: losses.describe_loss(self.loss) if f.name == "loss" else getattr(self, f.name)
+                  for f in dataclasses.fields(self)}
+        return json.loads(json.dumps(values))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

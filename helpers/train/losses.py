@@ -14,7 +14,11 @@ finite and smooth on images whose target is empty thanks to the ``smooth`` term:
 * BCE (``torch.nn.BCEWithLogitsLoss``) is pixel-wise: the mean over all pixels of the batch.
 * BCE + Dice: ``0.5 BCE + 0.5 Dice``.
 
-``build_loss(name)`` is what training code calls. The formulas match smp's ``DiceLoss``/``TverskyLoss``
+``build_loss(name)`` builds a loss by name; :func:`resolve_loss` is what training calls with
+``TrainConfig.loss`` / ``TrainConfig.loss_kwargs``: a name with its constructor's arguments
+(``"tversky"``, ``{"alpha": 0.2, "beta": 0.8}``) or a loss **object**, any ``nn.Module`` taking
+``(logits, target)`` (the ``TverskyLoss`` a learner writes in notebook 05 trains as itself);
+:func:`describe_loss` is how an object is recorded in ``config.json``. The formulas match smp's ``DiceLoss``/``TverskyLoss``
 (``mode="binary"``) on a batch of one image; smp pools the whole batch instead (``tests/test_losses.py``).
 """
 from __future__ import annotations
@@ -26,6 +30,8 @@ from torch import nn
 
 #: Names accepted by :func:`build_loss`.
 LOSS_NAMES: tuple[str, ...] = ("bce", "dice", "bce+dice", "tversky")
+#: How :func:`describe_loss` marks a loss object in a saved config (a name no :func:`build_loss` accepts).
+LOSS_OBJECT_PREFIX = "object:"
 
 
 def _soft_counts(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -201,3 +207,47 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
         return factories[key](**kwargs)
     except TypeError as err:
         raise ValueError(f"bad arguments for loss {name!r}: {err}") from err
+
+
+def resolve_loss(loss: str | nn.Module, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The loss module training uses: ``build_loss(loss, **kwargs)`` for a name, ``loss`` itself for an object.
+
+    Args:
+        loss: a :data:`LOSS_NAMES` name, or an ``nn.Module`` instance called as ``loss(logits, target)``.
+        kwargs: the named loss's constructor arguments (e.g. ``{"alpha": 0.3, "beta": 0.7}``); must be empty
+            for an object, which carries its own.
+
+    Raises:
+        ValueError: unknown name, bad arguments, arguments given with an object, a class instead of an
+            instance, or anything else; the message says what to pass.
+    """
+    kwargs = dict(kwargs or {})
+    if isinstance(loss, nn.Module):
+        if kwargs:
+            raise ValueError(f"loss_kwargs {kwargs} go with a loss named by a string; the loss object "
+                             f"{type(loss).__name__} carries its own arguments: build it with them instead")
+        return loss
+    if isinstance(loss, type):
+        raise ValueError(f"loss is the class {loss.__name__}, not an object: pass an instance, e.g. "
+                         f"loss={loss.__name__}(alpha=0.3, beta=0.7)")
+    if not isinstance(loss, str):
+        raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a torch.nn.Module instance taking "
+                         f"(logits, target), got {type(loss).__name__}")
+    if loss.startswith(LOSS_OBJECT_PREFIX):
+        raise ValueError(f"this run was trained with a loss object ({loss.removeprefix(LOSS_OBJECT_PREFIX)}), "
+                         "which a saved config cannot rebuild: pass the object again, TrainConfig(loss=...)")
+    return build_loss(loss, **kwargs)
+
+
+def describe_loss(loss: str | nn.Module) -> str:
+    """What ``config.json`` records for ``loss``: the name, or ``object:<Class>(<arguments>)`` for an object.
+
+    The arguments are the object's public number, string and boolean attributes (``alpha=0.3, beta=0.7``),
+    so resuming a run with a loss built with other arguments is refused like any other changed recipe field.
+    """
+    if not isinstance(loss, nn.Module):
+        return loss
+    values = {k: v for k, v in sorted(vars(loss).items())
+              if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str))}
+    arguments = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    return f"{LOSS_OBJECT_PREFIX}{type(loss).__qualname__}({arguments})"

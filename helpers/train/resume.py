@@ -32,8 +32,8 @@ from helpers.train.loop import TrainConfig
 
 #: TrainConfig fields that must match to resume a run (the others, e.g. workers or patience, may change).
 RESUME_FIELDS: tuple[str, ...] = ("model", "model_kwargs", "pretrained", "img_size", "epochs", "batch_size", "lr",
-                                  "weight_decay", "warmup", "min_lr_ratio", "loss", "grad_clip", "augment",
-                                  "seed", "data")
+                                  "weight_decay", "warmup", "min_lr_ratio", "loss", "loss_kwargs", "grad_clip",
+                                  "augment", "seed", "data")
 
 
 class ResumeError(ValueError):

@@ -16,7 +16,8 @@ reference solution; conventions: :mod:`helpers.course.exercises.base`):
     ``truths`` the matching masks; a pixel is lesion when ``probability > threshold``. The threshold must
     reach the highest macro-mean Dice (mean over images of the per-image Dice) on the grid ``thresholds``
     (default ``helpers.evaluation.metrics.THRESHOLD_GRID``: 0.05, 0.10, ..., 0.95); ties are accepted. ``mean_dice``
-    must be that threshold's mean Dice.
+    must be that threshold's mean Dice. It is first run on :func:`threshold_test_maps`, whose best threshold is
+    unique (in smoke mode a barely trained model's validation maps tie over many thresholds).
 
 ``check_tversky_loss(loss_factory)``
     Exercise 3, "add a Tversky loss". ``loss_factory(alpha=..., beta=...)`` returns a callable
@@ -24,6 +25,8 @@ reference solution; conventions: :mod:`helpers.course.exercises.base`):
     ``TverskyLoss(alpha, beta)`` (an ``nn.Module``) is such a factory. It must equal
     ``helpers.train.losses.TverskyLoss(alpha, beta, smooth=1.0)``: ``1 - mean over images of
     (TP + 1) / (TP + alpha FP + beta FN + 1)`` with soft counts on ``sigmoid(logits)``, and let gradients flow.
+    The pass message says how to train with it: ``TrainConfig(loss=TverskyLoss(alpha=0.3, beta=0.7))`` when it
+    is an ``nn.Module`` (``fit`` then trains with the learner's own object).
 
 The checkers recompute the right answer from the data they are given, never from a stored number.
 """
@@ -39,6 +42,7 @@ import torch
 from helpers.course.exercises.base import Exercises
 from helpers.evaluation import metrics
 from helpers.train import losses
+from helpers.train.loop import TrainConfig
 
 EXERCISES = Exercises("05")
 show_solution = EXERCISES.show_solution
@@ -173,37 +177,67 @@ def check_best_threshold(fn: Callable[..., tuple[float, float]], probabilities: 
             is not its macro-mean Dice.
     """
     grid = tuple(metrics.THRESHOLD_GRID if thresholds is None else thresholds)
-    answer = fn(list(probabilities), list(truths), list(grid))
-    assert answer is not None, "your function returns None: end it with `return threshold, mean_dice`"
-    assert isinstance(answer, (tuple, list)) and len(answer) == 2, (
-        f"you returned {answer!r}: return a pair (threshold, mean_dice)")
-    _check_threshold_answer(*answer, probabilities, truths, grid)
+    test_probs, test_truths = threshold_test_maps()
+    for what, probs, masks, search in (("the test maps", test_probs, test_truths, metrics.THRESHOLD_GRID),
+                                       ("the validation maps", probabilities, truths, grid)):
+        answer = fn(list(probs), list(masks), list(search))
+        assert answer is not None, "your function returns None: end it with `return threshold, mean_dice`"
+        assert isinstance(answer, (tuple, list)) and len(answer) == 2, (
+            f"you returned {answer!r}: return a pair (threshold, mean_dice)")
+        threshold, yours = _check_threshold_answer(*answer, probs, masks, search, what)
+    EXERCISES.passed(2, f"threshold {threshold} reaches the best mean Dice of the validation maps, {yours:.4f} "
+                        f"(at 0.5: {mean_dice_at(probabilities, truths, 0.5):.4f}).")
+
+
+def threshold_test_maps() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Probability maps with one clearly best threshold: 0.30 by mean Dice over images, 0.70 by pooled pixels.
+
+    Four disc lesions (radius 3 to 15 px) whose probability falls linearly from the centre and crosses the
+    boundary at 0.30 (three small ones) or 0.70 (the large one). On the grid 0.05 ... 0.95 the macro-mean Dice
+    peaks at 0.30 (0.79; 0.5 scores 0.18) and the pooled Dice at 0.70, so a search that averages pixels, stops
+    at the first or a fixed threshold, or keeps the worst is caught even where a model's validation maps tie.
+    """
+    yy, xx = np.mgrid[:40, :48]
+    probabilities, truths = [], []
+    for cy, cx, radius, boundary in ((12, 14, 4, 0.30), (20, 24, 9, 0.30), (22, 26, 15, 0.70), (10, 35, 3, 0.30)):
+        distance = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        truths.append(distance <= radius)
+        probabilities.append(np.clip(boundary + 0.25 * (radius + 0.5 - distance) / (radius + 0.5), 0, 1))
+    return probabilities, truths
 
 
 def _check_threshold_answer(threshold: float, best_dice: float, probabilities: Sequence[np.ndarray],
-                            truths: Sequence[np.ndarray], grid: Sequence[float]) -> None:
-    """Compare a (threshold, mean Dice) answer with the best of ``grid``; raise AssertionError with a hint."""
+                            truths: Sequence[np.ndarray], grid: Sequence[float], what: str) -> tuple[float, float]:
+    """Compare a (threshold, mean Dice) answer with the best of ``grid``; raise AssertionError with a hint.
+
+    Returns:
+        ``(threshold, its mean Dice)`` of a right answer.
+    """
     threshold = float(threshold)
-    assert 0.0 <= threshold <= 1.0, f"a probability threshold lies in [0, 1], got {threshold}"
+    assert 0.0 <= threshold <= 1.0, f"on {what}: a probability threshold lies in [0, 1], got {threshold}"
     best_t, best = best_threshold(list(probabilities), list(truths), list(grid))
     yours = mean_dice_at(probabilities, truths, threshold)
     if yours < best - 1e-9:
         worst = min(mean_dice_at(probabilities, truths, t) for t in grid)
+        pooled = [pooled_dice_at(probabilities, truths, t) for t in grid]
         if math.isclose(yours, worst, abs_tol=1e-12) and worst < best:
-            raise AssertionError(f"threshold {threshold} gives the LOWEST mean Dice ({yours:.4f}): keep the threshold "
-                                 "with the highest score (np.argmax, not np.argmin)")
-        raise AssertionError(f"threshold {threshold} gives mean Dice {yours:.4f}, but {best_t} gives {best:.4f}: "
-                             "score every threshold of the grid (mean over images of the per-image Dice of "
-                             "`probability > t`) and keep the best")
+            raise AssertionError(f"on {what}: threshold {threshold} gives the LOWEST mean Dice ({yours:.4f}): keep "
+                                 "the threshold with the highest score (np.argmax, not np.argmin)")
+        if math.isclose(threshold, grid[int(np.argmax(pooled))]):
+            raise AssertionError(f"on {what}: threshold {threshold} maximises the Dice of all pixels pooled "
+                                 f"together; ISIC averages per image (mean Dice {yours:.4f} here, {best:.4f} at "
+                                 f"{best_t}): compute each image's Dice, then take the mean")
+        raise AssertionError(f"on {what}: threshold {threshold} gives mean Dice {yours:.4f}, but {best_t} gives "
+                             f"{best:.4f}: score every threshold of the grid (mean over images of the per-image "
+                             "Dice of `probability > t`) and keep the best")
     best_dice = float(best_dice)
     if not math.isclose(best_dice, yours, abs_tol=1e-6):
         if math.isclose(best_dice, pooled_dice_at(probabilities, truths, threshold), abs_tol=1e-6):
-            raise AssertionError(f"{best_dice:.4f} pools all pixels together; ISIC averages per image: compute "
-                                 "each image's Dice, then take the mean")
-        raise AssertionError(f"your best Dice {best_dice:.4f} is not the mean Dice at {threshold} "
+            raise AssertionError(f"on {what}: {best_dice:.4f} pools all pixels together; ISIC averages per image: "
+                                 "compute each image's Dice, then take the mean")
+        raise AssertionError(f"on {what}: your best Dice {best_dice:.4f} is not the mean Dice at {threshold} "
                              f"({yours:.4f}): mean over images of the per-image Dice")
-    EXERCISES.passed(2, f"threshold {threshold} reaches the best mean Dice, {yours:.4f} "
-                        f"(at 0.5: {mean_dice_at(probabilities, truths, 0.5):.4f}).")
+    return threshold, yours
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -308,4 +342,10 @@ def check_tversky_loss(loss_factory: Callable[..., Callable[[torch.Tensor, torch
     empty = _make_loss(loss_factory, 0.3, 0.7)(torch.full((2, 1, 8, 8), -30.0), torch.zeros(2, 1, 8, 8))
     assert torch.isfinite(empty) and empty.item() < 1e-3, (
         "on empty targets predicted empty the loss should be ~0: add smooth = 1.0 to numerator and denominator")
-    EXERCISES.passed(3, "your Tversky loss matches helpers.train.losses.TverskyLoss and its gradients flow.")
+    trainable = _make_loss(loss_factory, 0.3, 0.7)
+    try:
+        TrainConfig(loss=trainable)
+        how = (f"TrainConfig(loss={type(trainable).__name__}(alpha=0.3, beta=0.7)) trains with this very object.")
+    except ValueError:
+        how = "to train with it, make it a torch.nn.Module as the exercise's class is: TrainConfig(loss=...) takes one."
+    EXERCISES.passed(3, f"your Tversky loss matches helpers.train.losses.TverskyLoss and its gradients flow; {how}")
