@@ -80,3 +80,16 @@ def test_real_data_lookup_follows_variable_then_repository(monkeypatch, tmp_path
     monkeypatch.setattr(conf, "REAL_DATA_DEFAULT", Path("no-such-folder-here"))
     path, why = conf.find_real_data()
     assert path is None and "SKINSEG_REAL_DATA is unset" in why and "no-such-folder-here" in why
+
+
+def test_ham_data_lookup_follows_its_own_variable(monkeypatch, tmp_path):
+    conf = _root_conftest()
+    monkeypatch.setenv(conf.HAM_DATA_ENV, str(tmp_path))
+    assert conf.find_ham_data() == (tmp_path.resolve(), "")
+    monkeypatch.setenv(conf.HAM_DATA_ENV, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="SKINSEG_HAM_DATA"):
+        conf.find_ham_data()
+    monkeypatch.delenv(conf.HAM_DATA_ENV)
+    monkeypatch.setattr(conf, "HAM_DATA_DEFAULT", Path("no-ham-here"))
+    path, why = conf.find_ham_data()
+    assert path is None and "SKINSEG_HAM_DATA is unset" in why and "no-ham-here" in why

@@ -1,7 +1,9 @@
-"""Every notebook once more, in smoke mode, on real dermoscopy images instead of the synthetic set.
+"""Every notebook once more, in smoke mode, on real dermoscopy images instead of the synthetic set: the ISIC
+layout (isic-real: train/val/holdout folders) and HAM10000's own layout (ham10000-small: one folder, four clinics,
+``lesion_id`` groups for the split).
 
-Runs only where the real ISIC folder exists (``SKINSEG_REAL_DATA``, or ``../shared/data/isic-real`` beside the
-repository; see the ``real_data_dir`` fixture in the root conftest.py) and says plainly when it skips. Smoke
+Runs only where the folder exists (``SKINSEG_REAL_DATA`` or ``../shared/data/isic-real``; ``SKINSEG_HAM_DATA`` or
+``../shared/data/ham10000-small``; see the fixtures in the root conftest.py) and says plainly when it skips. Smoke
 mode takes a small deterministic subset of each real split (:func:`helpers.data.course_splits`), so the whole
 course runs in a few minutes on two CPU cores.
 """
@@ -15,12 +17,13 @@ from helpers.course.colab import notebook_paths
 NOTEBOOKS = notebook_paths()
 
 
-@pytest.fixture(scope="module")
-def real_course_env(real_data_dir, tmp_path_factory):
-    """Smoke mode on the real images, with runs, caches and figures in a temporary SKINSEG_HOME."""
+@pytest.fixture(scope="module", params=["real_data_dir", "ham_data_dir"], ids=["isic-real", "ham10000-small"])
+def real_course_env(request, tmp_path_factory):
+    """Smoke mode on one real dataset, with runs, caches and figures in a temporary SKINSEG_HOME."""
+    folder = request.getfixturevalue(request.param)
     home = tmp_path_factory.mktemp("real-home")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKINSEG_DATA", str(real_data_dir))
+        mp.setenv("SKINSEG_DATA", str(folder))
         mp.setenv("SKINSEG_SMOKE", "1")
         mp.delenv("SKINSEG_PROFILE", raising=False)
         mp.setenv("SKINSEG_HOME", str(home))
