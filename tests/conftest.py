@@ -17,6 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.data import synthetic
+
 #: Width and height of every fixture image, in pixels.
 FIXTURE_SIZE = (48, 36)
 
@@ -93,6 +95,14 @@ def ham_dir(tmp_path: Path) -> Path:
         part = "HAM10000_images_part_1" if k < 5 else "HAM10000_images_part_2"
         write_pair(root / part / f"{ident}.jpg",
                    root / "HAM10000_segmentations_lesion_tschandl" / f"{ident}_segmentation.png", k)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """Ten synthetic 48 px pairs (seed 3) in the ISIC layout, one set per test module: the training tests' data."""
+    root = tmp_path_factory.mktemp("tiny")
+    synthetic.write_dataset(root, n=10, size=48, seed=3, progress=False)
     return root
 
 

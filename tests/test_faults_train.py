@@ -22,19 +22,12 @@ import torch
 
 from helpers import models, runfolder
 from helpers.cli.train import main as train_main
-from helpers.data import files, synthetic
+from helpers.data import files
 from helpers.train import distributed, loop, resume
 from helpers.train.fit import fit
 from helpers.train.loop import TrainConfig, TrainingInterrupted
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    synthetic.write_dataset(root, n=10, size=48, seed=3, progress=False)
-    return root
 
 
 def cli_args(root, out, *extra: str) -> list[str]:

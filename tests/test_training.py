@@ -14,19 +14,11 @@ import torch
 
 from helpers import data, models, runfolder, runtime
 from helpers.cli.train import main as train_main
-from helpers.data import synthetic
 from helpers.train import loop, losses, resume
 from helpers.train.fit import HISTORY_COLUMNS, ResumeError, build_loaders, build_parts, fit, train_or_load
 from helpers.train.loop import NonFiniteLossError, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("isolated_home")  # fixture in tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    synthetic.write_dataset(root, n=10, size=48, seed=3, progress=False)
-    return root
 
 
 @pytest.fixture(scope="module")
