@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py [--model resnet_unet_aspp] [--img-size 256] [--batch-size 16] [--steps N]
         [--device cpu|cuda] [--amp] [--channels-last] [--compile] [--precisions] [--json]
+        [--predict-modes | --predict-modes-only [--checkpoint best.pt --images DIR]]
 
 Training: images/s of the full step as :func:`helpers.train.loop.train_one_epoch` runs it (a
 :func:`helpers.data.make_loaders` DataLoader with the training augmentations, on a synthetic set of that
@@ -23,6 +24,13 @@ network) are the median over the back-to-back pairs of their ratio, which cancel
 (bfloat16 on the CPU, the recipe's ``auto`` choice on CUDA), each with and without ``channels_last``, one
 step of each in turn per round, so ``speedup`` (float32 contiguous time / the row's time, median over rounds)
 cancels a neighbour's load like the ratios above.
+``--predict-modes`` adds the prediction rows of notebook 07: :func:`helpers.evaluation.predict.predict_batch` in
+float32 (``amp="off"``, contiguous), as it runs by default (``amp="auto"``: bf16 autocast and NHWC input on CPUs with
+native bf16 and on CUDA) and through ONNX Runtime (:class:`helpers.evaluation.export.OnnxModel`, as many threads as
+torch), one batch of each in turn per round; images/s from the median batch, ``speedup`` vs fp32 (median over
+rounds), and each mode's masks against the fp32 masks over all the images (Dice per image: mean and minimum).
+``--checkpoint`` and ``--images`` measure a trained model on real images (e.g. the holdout);
+``--predict-modes-only`` skips the training and loader rows.
 With ``--json`` stdout is ONE JSON object; progress goes to stderr.
 """
 from __future__ import annotations
@@ -46,7 +54,8 @@ from helpers import config, data, models, runtime
 from helpers.cli.common import json_object_arg
 from helpers.data import layouts, synthetic
 from helpers.data.files import read_image
-from helpers.evaluation import predict
+from helpers.evaluation import export, metrics, predict
+from helpers.models.checkpoint import trained_img_size
 from helpers.train import fit, loop
 
 #: The throughput ratio the course aims for at 256 px, batch 16 (issue 5).
@@ -78,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both sides)")
     p.add_argument("--precisions", action="store_true",
                    help="also time the bare training step in fp32 and bf16 autocast, channels_last on and off")
+    p.add_argument("--predict-modes", action="store_true",
+                   help="also time predict_batch in fp32, amp=auto and ONNX Runtime, with mask Dice vs fp32")
+    p.add_argument("--predict-modes-only", action="store_true", help="only the --predict-modes rows")
+    p.add_argument("--checkpoint", type=Path, default=None, help="--predict-modes with this trained model")
+    p.add_argument("--images", type=Path, default=None, help="--predict-modes on these images (a folder)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also cProfile one full training round and print its top N functions to stderr")
     p.add_argument("--data-root", type=Path, default=None,
@@ -282,6 +296,71 @@ def measure_predict_folder(s: _Setup, images_dir: Path, work: Path) -> dict[str,
     return {"images_per_s": ips, "bare_images_per_s": bare_ips, "ratio": ips / bare_ips, "n": len(written)}
 
 
+#: The ``--predict-modes`` rows: label -> (predict_batch ``amp``, ``channels_last``, through ONNX Runtime).
+PREDICT_MODES: dict[str, tuple[str, bool | None, bool]] = {
+    "fp32": ("off", False, False), "auto": ("auto", None, False), "onnxruntime": ("off", False, True)}
+
+
+def _mode_models(model: nn.Module, img_size: int, work: Path) -> dict[str, nn.Module]:
+    """The model each of :data:`PREDICT_MODES` runs: ``model`` itself, or its ONNX export in ONNX Runtime."""
+    onnx_model = export.OnnxModel(export.export_onnx(model, work / "throughput.onnx", img_size),
+                                  threads=torch.get_num_threads())
+    return {label: onnx_model if onnx else model for label, (_, _, onnx) in PREDICT_MODES.items()}
+
+
+def measure_predict_modes(model: nn.Module, images: list[Any], img_size: int, batch_size: int, steps: int,
+                          warmup: int, work: Path) -> list[dict[str, Any]]:
+    """:func:`predict_batch` in each of :data:`PREDICT_MODES`, one batch of each per round, then agreement.
+
+    Round ``i`` predicts batch ``i`` (cycling over ``images``) in every mode in turn; ``warmup`` rounds are
+    untimed. Then every image is predicted in every mode and its mask (> 0.5) scored against the fp32 mask.
+
+    Returns:
+        One dict per mode: ``what``, ``amp`` (autocast dtype or off), ``channels_last``, ``images_per_s``,
+        ``speedup`` (vs fp32, median over rounds), ``dice_vs_fp32`` (mean), ``min_dice_vs_fp32``,
+        ``max_prob_gap`` (largest probability difference from fp32 over all pixels).
+    """
+    nets = _mode_models(model, img_size, work)
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    times: dict[str, list[float]] = {label: [] for label in PREDICT_MODES}
+    for i in range(warmup + steps):
+        for label, (amp, layout, _) in PREDICT_MODES.items():
+            start = time.perf_counter()
+            predict.predict_batch(nets[label], batches[i % len(batches)], img_size, amp=amp, channels_last=layout)
+            if i >= warmup:
+                times[label].append(time.perf_counter() - start)
+    probs = {label: predict.predict_batch(nets[label], images, img_size, amp=amp, channels_last=layout,
+                                          batch_size=batch_size) for label, (amp, layout, _) in PREDICT_MODES.items()}
+    device = next(model.parameters()).device
+    reference = _common.StepTimes(times["fp32"], batch_size)
+    rows = []
+    for label, (amp, layout, onnx) in PREDICT_MODES.items():
+        steps_ = _common.StepTimes(times[label], batch_size)
+        dice = [metrics.image_scores(p > 0.5, q > 0.5)["dice"] for p, q in zip(probs[label], probs["fp32"])]
+        dtype = None if onnx else runtime.resolve_amp(amp, device)
+        rows.append({"what": label, "amp": str(dtype).removeprefix("torch.") if dtype else "off",
+                     "channels_last": False if onnx else runtime.resolve_channels_last(layout, device),
+                     "images_per_s": steps_.images_per_s, "speedup": _common.paired_ratio(steps_, reference)[0],
+                     "dice_vs_fp32": sum(dice) / len(dice), "min_dice_vs_fp32": min(dice),
+                     "max_prob_gap": max(float(abs(p - q).max()) for p, q in zip(probs[label], probs["fp32"]))})
+    return rows
+
+
+def _predict_modes_inputs(args: argparse.Namespace, s: _Setup | None, device: torch.device,
+                          pairs: list[layouts.Pair]) -> tuple[nn.Module, int, list[Any], str]:
+    """Model, input size, decoded images and a description for ``--predict-modes``."""
+    if args.checkpoint is not None:
+        ckpt = models.load_checkpoint(args.checkpoint)
+        model = models.load_model(ckpt, map_location="cpu").to(device)
+        size = trained_img_size(ckpt, args.checkpoint)
+        what = f"{_common.shown_path(args.checkpoint)} at {size} px"
+    else:
+        model = s.model if s is not None else _Setup(args, device, pairs).model
+        size, what = args.img_size, f"untrained {args.model} at {args.img_size} px"
+    paths = predict.list_images(args.images) if args.images is not None else [p.image for p in pairs]
+    return model, size, [read_image(p) for p in paths], f"{what}, {len(paths)} images"
+
+
 def synthetic_pairs(n: int, size: int, root: Path | None) -> tuple[Path, list[layouts.Pair]]:
     """The synthetic set of ``n`` pairs ``size`` px wide (drawn once, then reused) and its pairs."""
     folder = synthetic.ensure_synthetic(n, size, seed=0, root=root)
@@ -295,6 +374,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runtime.seed_everything(0)
     n = args.batch_size * (args.warmup + args.steps)
     folder, pairs = synthetic_pairs(n, args.img_size, args.data_root)
+    if args.predict_modes_only:
+        return predict_modes_result(args, None, device, pairs)
     s = _Setup(args, device, pairs)
     _common.eprint(f"{args.model} at {args.img_size}px, batch {args.batch_size}, {s.workers} loader worker(s), "
                    f"on {device} with {torch.get_num_threads()} threads")
@@ -335,13 +416,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.precisions:
         _common.eprint(f"precisions: {args.warmup} + {args.steps} rounds of one bare step per row")
         result["precisions"] = measure_precisions(args, device, pairs)
+    if args.predict_modes:
+        result.update(predict_modes_result(args, s, device, pairs))
     if args.compile:
         result["note"] = "predict_folder loads its own, uncompiled model from the checkpoint"
     return result
 
 
+def predict_modes_result(args: argparse.Namespace, s: _Setup | None, device: torch.device,
+                         pairs: list[layouts.Pair]) -> dict[str, Any]:
+    """The ``--predict-modes`` part of the result: ``predict_modes`` rows, what they measured, the environment."""
+    model, size, images, what = _predict_modes_inputs(args, s, device, pairs)
+    _common.eprint(f"predict modes: {what}; {args.warmup} + {args.steps} rounds of one batch of "
+                   f"{args.batch_size} per mode, then every image in every mode")
+    work = config.runs_dir() / "benchmarks" / "throughput"
+    rows = measure_predict_modes(model, images, size, args.batch_size, args.steps, args.warmup, work)
+    return {"benchmark": "throughput", "predict_modes_on": what, "batch_size": args.batch_size,
+            "predict_modes": rows, **_common.environment(device)}
+
+
+def format_predict_modes(result: dict[str, Any]) -> str:
+    """The ``--predict-modes`` table: images/s, speedup and mask agreement with fp32 per mode."""
+    return (f"predict_batch by mode on {result['predict_modes_on']}, batch {result['batch_size']}; torch "
+            f"{result['torch']} on {result['device']} ({result['threads']} threads)\n" + _common.format_table(
+                result["predict_modes"], [("what", "predict_batch"), ("amp", "autocast"), ("channels_last", "NHWC"),
+                                          ("images_per_s", "images/s"), ("speedup", "speedup"),
+                                          ("dice_vs_fp32", "mask Dice vs fp32"), ("min_dice_vs_fp32", "min Dice"),
+                                          ("max_prob_gap", "max prob gap")]))
+
+
 def format_result(result: dict[str, Any]) -> str:
     """The result as a short table: images/s of the course path, of the bare model, and their ratio."""
+    if "train_images_per_s" not in result:
+        return format_predict_modes(result)
     rows = [
         {"what": "training step", "course": result["train_images_per_s"], "bare": result["train_bare_images_per_s"],
          "ratio": result["train_ratio"]},
@@ -363,6 +470,8 @@ def format_result(result: dict[str, Any]) -> str:
         text += "\nbare training step by precision (speedup: vs fp32, median over interleaved rounds)\n" + \
             _common.format_table(result["precisions"], [("what", "bare training step"), ("amp", "autocast"),
                                                         ("images_per_s", "images/s"), ("speedup", "speedup")])
+    if "predict_modes" in result:
+        text += "\n" + format_predict_modes(result)
     return text
 
 

@@ -1,7 +1,9 @@
 """Device choice, CPU capabilities and seeding: the run-time state every notebook and script needs.
 
 Introduced by the setup cell of every notebook (``DEVICE = runtime.select_device()``); notebook 04 uses
-:func:`cpu_has_native_bf16` to explain why ``amp="auto"`` picks bfloat16 on some CPUs.
+:func:`cpu_has_native_bf16` to explain why ``amp="auto"`` picks bfloat16 on some CPUs. :func:`resolve_amp`,
+:func:`resolve_channels_last` and :func:`autocast` are the one home of precision and memory layout for training
+(notebook 04) and prediction (notebook 07).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import torch
 #: The device types :func:`select_device` accepts, in the order it tries them when none is named; every
 #: ``--device`` option (``choices=DEVICE_CHOICES``, default None = the first available) uses this list.
 DEVICE_CHOICES: tuple[str, ...] = ("cuda", "mps", "cpu")
+#: ``amp`` settings of training (TrainConfig, ``--amp``) and prediction (``predict_batch(amp=...)``).
+AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
 
 
 def _available(device_type: str) -> bool:
@@ -95,3 +99,47 @@ def seed_everything(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device``, or None for full float32.
+
+    ``auto``: bfloat16 on CUDA GPUs that support it (Ampere and later), float16 on older CUDA GPUs,
+    bfloat16 on CPUs with native bf16 units (AVX512-BF16 or AMX, :func:`cpu_has_native_bf16`;
+    measured 1.8x the epochs per minute of float32 with the same validation Dice, see benchmarks/README.md), off on
+    other CPUs (there bf16 is emulated, slower than float32) and on MPS (support varies).
+
+    Raises:
+        ValueError: unknown ``amp``, or ``fp16`` requested off CUDA.
+    """
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
+    if amp == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        # Native bf16 only (Ampere and later): older GPUs such as Colab's T4 merely emulate it, slowly.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA GPU (this run is on {device.type}): use amp='auto' or 'off'")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """Whether the model and its inputs use the NHWC (``channels_last``) memory layout on ``device``.
+
+    ``None`` (the default): on for CUDA (tensor cores want NHWC) and for CPUs with native bf16
+    (:func:`cpu_has_native_bf16`), where it was measured 1.2x faster end to end with bf16
+    autocast at the same validation Dice (benchmarks/README.md); off on other CPUs and MPS, where it was not
+    measured. ``True`` / ``False`` force it.
+    """
+    if channels_last is not None:
+        return bool(channels_last)
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """The autocast context of a forward pass: ``amp_dtype`` (from :func:`resolve_amp`) on ``device``'s type,
+    disabled (plain float32) when ``amp_dtype`` is None."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)

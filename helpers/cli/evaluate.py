@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 from helpers.cli.common import OutputPathError, check_output_path, fail
-from helpers.data.files import write_text_atomic
+from helpers.data.files import OutputWriteError, write_text_atomic, writing
 from helpers.evaluation.metrics import METRIC_NAMES, evaluate_folders
-from helpers.evaluation.predict import OutputWriteError, writing
 
 
 def format_summary(summary: dict[str, float]) -> str:

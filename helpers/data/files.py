@@ -22,6 +22,7 @@ accepted: they hold the same values as the single-channel mask.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -50,6 +51,14 @@ LIST_LIMIT = 10
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError)
 _FIX = "save it as a single-channel 0/255 PNG (helpers.data.files.write_mask does)"
+
+
+#: What a failed write's errno means and how to fix it (:func:`writing`).
+_WRITE_CAUSES = {errno.ENOSPC: "no space left on the device: free some space or choose a folder on another disk",
+                 errno.EDQUOT: "the disk quota is exceeded: free some space or choose a folder on another disk",
+                 errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
+                 errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+                 errno.EPERM: "operation not permitted: choose a folder you can write to, or fix its permissions"}
 
 
 class DatasetError(ValueError):
@@ -81,6 +90,20 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+class OutputWriteError(ValueError):
+    """An output file could not be written (disk full, read-only, no permission); names the file and the fix."""
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` in the block into :class:`OutputWriteError` naming ``path``, the cause and the fix."""
+    try:
+        yield
+    except OSError as err:
+        cause = _WRITE_CAUSES.get(err.errno, f"{err.strerror or err}: check the disk and the folder's permissions")
+        raise OutputWriteError(f"cannot write {path}: {cause}, then rerun") from err
 
 
 @contextlib.contextmanager

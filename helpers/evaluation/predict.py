@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import errno
 import itertools
 import json
 import warnings
@@ -40,18 +39,20 @@ from helpers.data.files import (
     MASK_EXTENSION,
     MASK_SUFFIX,
     DatasetError,
+    OutputWriteError,
     atomic_write,
     listing,
     mask_name,
     read_image,
     write_mask,
     write_text_atomic,
+    writing,
 )
-from helpers.evaluation import plots
+from helpers.evaluation import export, plots
 from helpers.evaluation.metrics import DEFAULT_THRESHOLD
 from helpers.models.checkpoint import trained_img_size
 from helpers.models.factory import MAX_IMG_SIZE
-from helpers.runtime import select_device
+from helpers.runtime import autocast, resolve_amp, resolve_channels_last, select_device
 
 #: Sub-folder of the output folder that holds the overlays (kept apart so the mask folder stays scorable).
 OVERLAY_DIR = "overlays"
@@ -60,19 +61,10 @@ OVERLAY_DIR = "overlays"
 MANIFEST = "predictions.json"
 #: Where :data:`MANIFEST` says its masks come from.
 MANIFEST_WRITER = "helpers.evaluation.predict"
-_WRITE_CAUSES = {errno.ENOSPC: "no space left on the device: free some space or choose a folder on another disk",
-                 errno.EDQUOT: "the disk quota is exceeded: free some space or choose a folder on another disk",
-                 errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
-                 errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
-                 errno.EPERM: "operation not permitted: choose a folder you can write to, or fix its permissions"}
 
 
 class ImageSizeWarning(UserWarning):
     """:func:`predict_folder` predicts at another input size than the checkpoint was trained at."""
-
-
-class OutputWriteError(ValueError):
-    """An output file could not be written (disk full, read-only, no permission); names the file and the fix."""
 
 
 class PredictionInterrupted(KeyboardInterrupt):
@@ -81,16 +73,6 @@ class PredictionInterrupted(KeyboardInterrupt):
     def __init__(self, written: int, total: int, out: Path) -> None:
         super().__init__(f"{written} of {total} masks written to {out}")
         self.written, self.total, self.out = written, total, out
-
-
-@contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an ``OSError`` in the block into :class:`OutputWriteError` naming ``path``, the cause and the fix."""
-    try:
-        yield
-    except OSError as err:
-        cause = _WRITE_CAUSES.get(err.errno, f"{err.strerror or err}: check the disk and the folder's permissions")
-        raise OutputWriteError(f"cannot write {path}: {cause}, then rerun") from err
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -156,15 +138,20 @@ def _flips(tta: bool) -> list[tuple[int, ...]]:
 
 @torch.no_grad()
 def _forward(model: nn.Module, images: Sequence[np.ndarray], img_size: int, tta: bool,
-             device: torch.device) -> list[np.ndarray]:
-    """One forward pass (per TTA view) over ``images``: their probabilities at each image's size."""
+             device: torch.device, amp_dtype: torch.dtype | None = None,
+             channels_last: bool = False) -> list[np.ndarray]:
+    """One forward pass (per TTA view) over ``images`` under ``amp_dtype`` autocast (None: float32), the batch
+    NHWC if ``channels_last``: their probabilities at each image's size."""
     pipeline = transforms.eval_transforms(img_size)
     batch = torch.stack([pipeline(image=image)["image"] for image in images]).to(device)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
     probs = torch.zeros(batch.shape[0], 1, img_size, img_size, device=device)
     views = _flips(tta)
     for dims in views:
-        view = batch.flip(dims) if dims else batch
-        out = torch.sigmoid(model(view).float())
+        view = (batch.flip(dims) if dims else batch).contiguous(memory_format=memory)
+        with autocast(device, amp_dtype):
+            logits = model(view)
+        out = torch.sigmoid(logits.float())
         probs += out.flip(dims) if dims else out
     probs /= len(views)
     results = []
@@ -175,12 +162,18 @@ def _forward(model: nn.Module, images: Sequence[np.ndarray], img_size: int, tta:
 
 
 def predict_batch(model: nn.Module, images: Sequence[np.ndarray], img_size: int, *, tta: bool = False,
-                  device: torch.device | str | None = None, batch_size: int | None = None) -> list[np.ndarray]:
+                  device: torch.device | str | None = None, batch_size: int | None = None, amp: str = "auto",
+                  channels_last: bool | None = None) -> list[np.ndarray]:
     """Lesion probabilities for images of any sizes, ``batch_size`` images per forward pass.
 
     The model runs in eval mode on ``device`` and is left exactly as it was (training flags, device, dtype,
     memory format): see :func:`predicting`. A ``device`` other than the model's own costs one copy of the
     weights per call: move the model there first when predicting many batches.
+
+    Precision and layout are chosen as training chooses them (:func:`helpers.runtime.resolve_amp`,
+    :func:`helpers.runtime.resolve_channels_last`): ``amp="auto"`` is bf16 autocast on CPUs with native bf16 and
+    on CUDA, float32 elsewhere; ``channels_last`` makes the *input* NHWC, which oneDNN / cuDNN then run NHWC
+    without converting the caller's weights (``benchmarks/throughput.py --predict-modes`` measures both).
 
     Args:
         model: a segmentation model returning ``(N, 1, S, S)`` logits.
@@ -190,12 +183,14 @@ def predict_batch(model: nn.Module, images: Sequence[np.ndarray], img_size: int,
             (each prediction flipped back first).
         device: where to run; None = the model's device.
         batch_size: images per forward pass; None = all of them in one pass.
+        amp: ``auto`` (see above), ``off`` (float32), ``bf16`` or ``fp16`` (CUDA only).
+        channels_last: NHWC input; None = where training uses it (CUDA, CPUs with native bf16).
 
     Returns:
         One ``(H_i, W_i) float32`` array in [0, 1] per image, in order.
 
     Raises:
-        ValueError: an image is not ``(H, W, 3)``, or ``batch_size`` < 1.
+        ValueError: an image is not ``(H, W, 3)``, ``batch_size`` < 1, an unknown ``amp`` or ``fp16`` off CUDA.
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (or None for one pass), got {batch_size}")
@@ -206,16 +201,18 @@ def predict_batch(model: nn.Module, images: Sequence[np.ndarray], img_size: int,
     if not len(images):
         return []
     device = torch.device(device) if device is not None else _model_device(model)
+    amp_dtype = resolve_amp(amp, device)
+    layout = resolve_channels_last(channels_last, device)
     step = batch_size or len(images)
     results: list[np.ndarray] = []
     with predicting(model, device) as net:
         for start in range(0, len(images), step):
-            results += _forward(net, images[start:start + step], img_size, tta, device)
+            results += _forward(net, images[start:start + step], img_size, tta, device, amp_dtype, layout)
     return results
 
 
 def predict_probabilities(model: nn.Module, image: np.ndarray, img_size: int, *, tta: bool = False,
-                          device: torch.device | str | None = None) -> np.ndarray:
+                          device: torch.device | str | None = None, amp: str = "auto") -> np.ndarray:
     """Lesion probabilities for one image, at the image's own size.
 
     Args:
@@ -224,11 +221,12 @@ def predict_probabilities(model: nn.Module, image: np.ndarray, img_size: int, *,
         img_size: the model's square input size.
         tta: flip test-time augmentation (identity, horizontal, vertical, both; probabilities averaged).
         device: where to run; None = the model's device.
+        amp: precision, as in :func:`predict_batch` (``auto``: bf16 where the hardware runs it natively).
 
     Returns:
         ``(H, W) float32`` in [0, 1]; threshold at :data:`helpers.evaluation.metrics.DEFAULT_THRESHOLD` for a mask.
     """
-    return predict_batch(model, [image], img_size, tta=tta, device=device)[0]
+    return predict_batch(model, [image], img_size, tta=tta, device=device, amp=amp)[0]
 
 
 def postprocess(mask: np.ndarray) -> np.ndarray:
@@ -434,7 +432,8 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path | Sequence[str
     """Predict every image of a folder and write ISIC-format masks.
 
     Args:
-        checkpoint: a ``best.pt`` / ``last.pt`` written by training.
+        checkpoint: a ``best.pt`` / ``last.pt`` written by training, or a ``.onnx`` file written by
+            :func:`helpers.evaluation.export.export_onnx` (run by ONNX Runtime).
         images_dir: an ISIC-layout folder (``images/`` sub-folder), a flat folder of images, one image file,
             or a list of image files (e.g. ``[pair.image for pair in course_splits()["test"]]``).
         out_dir: where ``<id>_segmentation.png`` masks go (created); overlays go to ``out_dir/overlays/``.
@@ -463,13 +462,15 @@ def predict_folder(checkpoint: str | Path, images_dir: str | Path | Sequence[str
     if not 0.0 < threshold < 1.0 or batch_size < 1:
         raise ValueError(f"need 0 < threshold < 1 and batch_size >= 1, got {threshold} and {batch_size}")
     ckpt_path = Path(checkpoint)
-    ckpt = models.load_checkpoint(ckpt_path)
-    size = img_size if img_size is not None else trained_img_size(ckpt, ckpt_path)
-    trained = (ckpt.get("config") or {}).get("img_size")
+    onnx = ckpt_path.suffix.lower() == export.ONNX_SUFFIX
+    ckpt = {} if onnx else models.load_checkpoint(ckpt_path)
+    model = export.OnnxModel(ckpt_path) if onnx else None
+    trained = model.img_size if model is not None else (ckpt.get("config") or {}).get("img_size")
+    size = img_size if img_size is not None else trained if onnx and trained else trained_img_size(ckpt, ckpt_path)
     paths = _image_paths(images_dir)
     out = Path(out_dir)
     earlier = check_output_folder(out, images_dir, overwrite=overwrite)
-    model = models.load_model(ckpt, map_location="cpu")
+    model = model or models.load_model(ckpt, map_location="cpu")
     check_img_size(size, model, trained if isinstance(trained, int) else None)
     model.to(device or select_device())
     with writing(out):

@@ -3,8 +3,9 @@
 * :class:`TrainConfig`: everything that defines a run; the defaults are the course's recipe (notebook 04 says where
   it departs from the reference recipe it adopts, and why).
 * :func:`build_optimizer` (AdamW), :func:`build_scheduler` (linear warm-up, then a cosine, stepped once per
-  batch; :func:`lr_factor` is its formula, :func:`warmup_steps` its warm-up length), :func:`resolve_amp`
-  (which autocast dtype, if any, suits the device) and :func:`autocast` (the context that applies it).
+  batch; :func:`lr_factor` is its formula, :func:`warmup_steps` its warm-up length), :func:`helpers.runtime.resolve_amp`
+  (which autocast dtype, if any, suits the device) and :func:`helpers.runtime.autocast` (the context that applies
+  it; both live in ``runtime`` because prediction uses them too).
 * :func:`train_one_epoch` (forward, loss, backward, optional gradient clipping, AdamW step, scheduler step)
   and :func:`validate` (loss and the ISIC metrics, macro-averaged over the validation images).
 
@@ -25,15 +26,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from helpers import config, runtime
+from helpers import config
 from helpers.data.files import write_text_atomic
 from helpers.evaluation import metrics
 from helpers.models.factory import MAX_IMG_SIZE, SMP_SIZE_MULTIPLE
 from helpers.models.resnet_unet_aspp import ResNetUNetASPP
 from helpers.models.se_unet import SEUNet
+from helpers.runtime import AMP_CHOICES, autocast, resolve_amp, resolve_channels_last  # noqa: F401 (home: runtime)
 from helpers.train import distributed, losses
 
-AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
 #: A callback receives an event name (``"batch_end"`` or ``"epoch_end"``) and a dict describing it.
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -315,50 +316,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_
     n_warm = warmup_steps(warmup, steps_per_epoch, total)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total, n_warm, min_lr_ratio))
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device``, or None for full float32.
-
-    ``auto``: bfloat16 on CUDA GPUs that support it (Ampere and later), float16 on older CUDA GPUs,
-    bfloat16 on CPUs with native bf16 units (AVX512-BF16 or AMX, :func:`helpers.runtime.cpu_has_native_bf16`;
-    measured 1.8x the epochs per minute of float32 with the same validation Dice, see benchmarks/README.md), off on
-    other CPUs (there bf16 is emulated, slower than float32) and on MPS (support varies).
-
-    Raises:
-        ValueError: unknown ``amp``, or ``fp16`` requested off CUDA.
-    """
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
-    if amp == "auto" and device.type == "cpu":
-        return torch.bfloat16 if runtime.cpu_has_native_bf16() else None
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "auto":
-        # Native bf16 only (Ampere and later): older GPUs such as Colab's T4 merely emulate it, slowly.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError(f"amp='fp16' needs a CUDA GPU (this run is on {device.type}): use amp='auto' or 'off'")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
-    """Whether the model and its inputs use the NHWC (``channels_last``) memory layout on ``device``.
-
-    ``None`` (the default): on for CUDA (tensor cores want NHWC) and for CPUs with native bf16
-    (:func:`helpers.runtime.cpu_has_native_bf16`), where it was measured 1.2x faster end to end with bf16
-    autocast at the same validation Dice (benchmarks/README.md); off on other CPUs and MPS, where it was not
-    measured. ``True`` / ``False`` force it.
-    """
-    if channels_last is not None:
-        return bool(channels_last)
-    return device.type == "cuda" or (device.type == "cpu" and runtime.cpu_has_native_bf16())
-
-
-def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
-    """The autocast context of a forward pass: ``amp_dtype`` (from :func:`resolve_amp`) on ``device``'s type,
-    disabled (plain float32) when ``amp_dtype`` is None."""
-    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
 
 
 # --------------------------------------------------------------------------------------------------------
