@@ -36,6 +36,8 @@ from helpers.train import distributed, loop, losses
 from helpers.train.fit import HISTORY_COLUMNS, ResumeError, fit
 from helpers.train.loop import TrainConfig
 
+from epoch_recorder import record_epochs
+
 N_TRAIN, N_VAL = 97, 15   # 15 validation images: shards of 8 and 7, so a padded sampler would count one twice
 #: course_splits carves the test split out of train/'s 97 images, leaving 86: an even number, so the
 #: DistributedSampler needs no padding and the 2-process epoch sees exactly the single-process images.
@@ -89,20 +91,9 @@ checks["grad_error"] = max(float((p.grad - q.grad).abs().max() / q.grad.abs().ma
 checks["stats_error"] = max(float((a - b).abs().max()) for a, b in zip(model.buffers(), reference.buffers())
                             if a.is_floating_point())
 
-epochs = []
-real_epoch = loop.train_one_epoch
-
-def recording_epoch(model, loader, *args, **kwargs):
-    ids = []
-    def batches():
-        for batch in loader:
-            ids.extend(batch["id"])
-            yield batch
-    result = real_epoch(model, batches(), *args, **kwargs)
-    epochs.append({"epoch": kwargs["epoch"], "steps": result["steps"], "images": result["images"], "ids": ids})
-    return result
-
-loop.train_one_epoch = recording_epoch
+sys.path.insert(0, TESTS_DIR)
+from epoch_recorder import record_epochs
+epochs = record_epochs()
 
 def stop(event, info):
     if event == "batch_end" and info["epoch"] == 2 and info["batch"] == 1:
@@ -121,21 +112,7 @@ Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps(checks))
 
 def recording_epochs(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Patch ``loop.train_one_epoch`` to record each finished epoch's steps, images and image ids."""
-    epochs, real_epoch = [], loop.train_one_epoch
-
-    def recording_epoch(model, loader, *args, **kwargs):
-        ids = []
-
-        def batches():
-            for batch in loader:
-                ids.extend(batch["id"])
-                yield batch
-        result = real_epoch(model, batches(), *args, **kwargs)
-        epochs.append({"epoch": kwargs["epoch"], "steps": result["steps"], "images": result["images"], "ids": ids})
-        return result
-
-    monkeypatch.setattr(loop, "train_one_epoch", recording_epoch)
-    return epochs
+    return record_epochs(monkeypatch.setattr)
 
 
 def torchrun(args: list[str], home: Path) -> subprocess.CompletedProcess:
@@ -169,7 +146,7 @@ def ddp(tmp_path_factory):
     write_split_dataset(root)
     full = torchrun(["-m", "helpers.train", *recipe_args(root, base / "ddp", 2)], home)
     driver = base / "driver.py"
-    driver.write_text(DRIVER)
+    driver.write_text(DRIVER.replace("TESTS_DIR", repr(str(Path(__file__).resolve().parent))))
     torchrun([str(driver), str(base), *recipe_args(root, base / "interrupted", 2)], home)
     interrupted = {"history": pd.read_csv(base / "interrupted" / runfolder.HISTORY_FILE),
                    "last": models.load_checkpoint(base / "interrupted" / runfolder.LAST_FILE)}

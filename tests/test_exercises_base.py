@@ -142,3 +142,16 @@ def test_a_crash_inside_the_checker_names_the_answer_not_the_learner():
     with pytest.raises(ExerciseFailed) as failed:
         check_double(lambda x: x + 1)
     assert failed.value.number == 1 and failed.value.__cause__ is None  # the checker's own frames are not chained
+
+
+def test_answers_print_wrapped_and_unknown_questions_name_the_known_ones(capsys):
+    book = Exercises("98")
+    book.answers({1: "Dice   counts the overlap\n twice. " * 12, 2: "Two."})
+    book.show_answer(1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# Notebook 98, question 1" and all(len(line) <= 110 for line in lines)
+    assert " ".join(lines[2:]).startswith("Dice counts the overlap twice. Dice")  # whitespace normalised
+    with pytest.raises(KeyError, match=r"questions are \[1, 2\]"):
+        book.show_answer(3)
+    with pytest.raises(ValueError, match="already has an answer"):
+        book.answers({2: "again"})

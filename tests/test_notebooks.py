@@ -67,8 +67,12 @@ def _headings(book) -> list[str]:
 
 def test_ends_with_recap_exercises_questions_further_reading(nb):
     path, book = nb
-    assert _headings(book)[-4:] == ["Recap", "Exercises", "Questions", "Further reading"], \
+    headings = [h for h in _headings(book) if h != "Further research"]  # optional, right after the questions
+    assert headings[-4:] == ["Recap", "Exercises", "Questions", "Further reading"], \
         f"{path.name}: end with ## Recap, ## Exercises, ## Questions, ## Further reading (in this order)"
+    if "Further research" in _headings(book):
+        assert _headings(book)[-3:] == ["Questions", "Further research", "Further reading"], \
+            f"{path.name}: ## Further research sits between ## Questions and ## Further reading"
     questions = next(c.source for c in book.cells if c.source.startswith("## Questions"))
     count = len(re.findall(r"^\d+\. ", questions, flags=re.M))
     assert 6 <= count <= 10, f"{path.name}: {count} questions; ask 6-10"
@@ -177,3 +181,26 @@ def test_notebooks_05_and_06_train_or_load_notebook04s_runs(profile, monkeypatch
         assert f'recipe("{name}")' in code["04"]
     nb04["EPOCHS"] = 7
     assert nb04["recipe"]("se_unet").epochs == 7 and nb04["recipe"]("se_unet", epochs=3).epochs == 3
+
+
+#: The notebooks whose questions have answers one click away (``nbNN.show_answer(K)``) and further-research prompts.
+ANSWERED = ("01", "02", "03", "04", "05")
+
+
+@pytest.mark.parametrize("number", ANSWERED)
+def test_every_question_has_an_answer_one_click_away_and_research_prompts(number, capsys):
+    path = next(p for p in notebook_paths() if p.name.startswith(number))
+    book = nbformat.read(path, as_version=4)
+    module = importlib.import_module(f"helpers.course.exercises.nb{number}")
+    questions = next(c.source for c in book.cells if c.source.startswith("## Questions"))
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. ", questions, flags=re.M)]
+    assert sorted(module.EXERCISES.question_answers) == numbers, f"{path.name}: one answer per question"
+    assert f"nb{number}.show_answer(K)" in questions, f"{path.name}: the questions say how to see an answer"
+    for k in numbers:
+        module.show_answer(k)
+        out = capsys.readouterr().out
+        assert out.startswith(f"# Notebook {number}, question {k}\n\n") and len(out.splitlines()[2]) > 20
+    code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+    assert "show_answer(" not in code, f"{path.name}: no cell that Run All executes shows an answer"
+    research = next(c.source for c in book.cells if c.source.startswith("## Further research"))
+    assert 1 <= len(re.findall(r"^\d+\. ", research, flags=re.M)) <= 2, f"{path.name}: one or two open prompts"

@@ -11,6 +11,8 @@ The convention (docs/NOTEBOOKS.md):
   passed yet: <hint>``, not a traceback through the checker; an exception raised inside the learner's code
   becomes one such line too, naming the learner's function and line. Given a right one it prints
   ``exercise K passed: ...``.
+* The **answers to the questions** at a notebook's end live beside them, registered with :meth:`Exercises.answers`;
+  ``nbNN.show_answer(K)`` prints the answer to question K, one click away like the solutions.
 * The **reference solution** lives once, in ``helpers/course/exercises/nbNN.py``, registered with
   :meth:`Exercises.solution`; ``nbNN.show_solution(K)`` prints its source, one click away from the learner and
   never in a cell that "Run All" executes.
@@ -34,7 +36,7 @@ import inspect
 import re
 import textwrap
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,6 +106,7 @@ class Exercises:
         self.notebook = notebook
         self.solutions: dict[int, Callable[..., Any] | type] = {}
         self.todos: dict[int, str] = {}
+        self.question_answers: dict[int, str] = {}
 
     def solution(self, number: int) -> Callable[[F], F]:
         """Decorator registering the reference solution of exercise ``number`` (a function or a class).
@@ -171,3 +174,27 @@ class Exercises:
         """Print the reference solution of exercise ``number``, ready to paste into the stub's cell."""
         print(f"# Reference solution of notebook {self.notebook}, exercise {number}\n")
         print(self.solution_source(number))
+
+    def answers(self, answers: Mapping[int, str]) -> None:
+        """Register the short answers to the notebook's questions: question number -> answer text.
+
+        Raises:
+            ValueError: a question already has an answer, or an answer is empty.
+        """
+        for number, text in answers.items():
+            if number in self.question_answers or not text.strip():
+                raise ValueError(f"notebook {self.notebook}: question {number} already has an answer or the "
+                                 "answer is empty")
+            self.question_answers[number] = " ".join(text.split())
+
+    def show_answer(self, number: int) -> None:
+        """Print the answer to question ``number`` of the notebook's questions, wrapped at 110 characters.
+
+        Raises:
+            KeyError: with the numbers that exist, when question ``number`` has no answer.
+        """
+        if number not in self.question_answers:
+            raise KeyError(f"notebook {self.notebook} has no question {number}: its questions are "
+                           f"{sorted(self.question_answers)}")
+        print(f"# Notebook {self.notebook}, question {number}\n")
+        print(textwrap.fill(self.question_answers[number], width=110))

@@ -221,3 +221,43 @@ def check_two_side_ids(fn: Callable[[dict[str, np.ndarray]], list[str]],
         count = _check_side_ids(fn(dict(masks)), masks, "the training masks")
     EXERCISES.passed(3, "a lesion cut on two sides is larger than the field of view"
                         + (f"; {count} of {len(masks)} training lesions are." if count is not None else "."))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answers to the notebook's questions (nb01.show_answer(K))
+# ----------------------------------------------------------------------------------------------------------
+ANSWERS: dict[int, str] = {
+    1: "HAM10000 (10,015 dermoscopy images, 600 x 450, from two clinics; lesion masks for all of them published "
+       "by Tschandl, Sinz & Kittler 2019) and ISIC 2018 Task 1 (2,594 training images with expert masks, plus "
+       "validation and test sets, in many sizes). CC BY-NC 4.0 allows using, sharing and adapting the images with "
+       "attribution for non-commercial purposes such as teaching and research; commercial use is not allowed.",
+    2: "Neither dataset may ship inside the repository, and a course must run anywhere without a download; the "
+       "synthetic set is drawn by code, with exact masks. It is easier than real data and has no real patients, "
+       "devices or skin tones, so its scores say that the code works, not how well a model segments real lesions "
+       "or which model or recipe is better on them.",
+    3: "On disk: a single-channel PNG <id>_segmentation.png, 0 for background and 255 for lesion, the same size as "
+       "its image. In memory (files.read_mask): an (H, W) uint8 array in {0, 1}. Averaging the raw 0/255 PNG gives "
+       "255 times the lesion fraction (51 instead of 0.2), and sums count 255 per lesion pixel.",
+    4: "Their true border lies outside the picture. Crops and shifts can cut them further or push most of the lesion "
+       "out of the frame, so a crop must not be trusted to keep the lesion; a post-processing rule (keep the largest "
+       "component, fill holes, drop regions touching the border) must not delete or reshape a lesion just because it "
+       "reaches the edge.",
+    5: "Hairs, ruler tick marks, gel or air bubbles, ink marks and the dark round vignette of the dermoscope (any "
+       "four). The black-hat transform also responds to the lesion's own pigment network and its border, which are "
+       "dark and thin too; counting only pixels outside the dilated lesion measures artefacts on the skin, not the "
+       "lesion's texture.",
+    6: "Every pixel predicted background: accuracy = the background share = 80%, while TP = 0, so Jaccard = 0 and "
+       "Dice = 0 on every image that has a lesion. Accuracy rewards doing nothing; Jaccard and Dice do not.",
+    7: "Flips, rotations and warps move pixels, so the mask must move the same way or it no longer outlines the "
+       "lesion. Colour changes move nothing, and the mask holds labels, not colours: recolouring it would corrupt "
+       "the labels (and interpolating a mask would create values between 0 and 1).",
+    8: "A hash of each id gives the same split on every run and machine, whatever the order the files are listed "
+       "in, so results are comparable and the test images stay unseen. A pair in both training and test lets the "
+       "model score what it memorised: the test score rises and no longer measures new images (the same holds for "
+       "two photographs of one lesion, hence the split by lesion_id when it is known).",
+    9: "At the original image size: the prediction is resized back to the image (and mask) size before scoring, "
+       "because the ground truth and the official scorer work at that size; scoring the squeezed square would "
+       "change the lesion shapes and the pixel counts, and the numbers would not be the challenge's.",
+}
+EXERCISES.answers(ANSWERS)
+show_answer = EXERCISES.show_answer

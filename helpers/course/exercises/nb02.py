@@ -168,3 +168,41 @@ def check_se_forward(fn: Callable[..., torch.Tensor]) -> None:
         "values differ from SEBlock: z = u.mean(dim=(2, 3)); s = sigmoid(relu(z @ w1.T + b1) @ w2.T + b2); "
         "return u * s[:, :, None, None]")
     EXERCISES.passed(3, "your SE forward pass matches helpers.models.SEBlock.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answers to the notebook's questions (nb02.show_answer(K))
+# ----------------------------------------------------------------------------------------------------------
+ANSWERS: dict[int, str] = {
+    1: "One row and column of zeros on every side, so a 3x3 convolution with stride 1 keeps height and width (and "
+       "the skips of the U-Net line up). Batch norm follows each convolution: it subtracts the channel mean, which "
+       "cancels any constant bias, and its own shift (beta) plays the bias's role.",
+    2: "Start r = 1, j = 1. Block: 3x3 -> r = 3, 3x3 -> r = 5. Pool (k = 2, s = 2): r = 5 + 1 = 6, then j = 2. "
+       "Block: r = 6 + 2*2 = 10, then 14. After a pooling two neighbouring positions are j = 2 input pixels apart, "
+       "so each later 3x3 kernel adds (k - 1) j = 4 pixels instead of 2; every pooling doubles that again.",
+    3: "Squeeze: z_c = (1 / HW) sum_ij u_c(i, j), the global average of each channel. Excitation: s = sigmoid(W2 "
+       "relu(W1 z + b1) + b2) with W1 of shape (C/r, C) and W2 (C, C/r), so each s_c is in (0, 1). Scale: "
+       "x~_c = s_c u_c.",
+    4: "W1 and W2 hold 2 C (C/r) weights, plus C/r + C biases: about 2C^2/r, C^2/8 at r = 16. One 3x3 convolution "
+       "from C to C channels has 9C^2 weights, about 72 times more.",
+    5: "Right after batch norm and ReLU the channel means z are about 0.4 for every image, so W1 z is nearly the same "
+       "for all images; with a bias near 0 about half the hidden units start negative, output 0 after the ReLU, get "
+       "no gradient and never learn (dead units). A bias of +1 starts them positive, alive. Hu et al. use the usual "
+       "initialisation; this is the course's choice.",
+    6: "The encoder's full-resolution features: precise edges and the exact place of the lesion border, which the "
+       "poolings threw away. Each of the DEPTH poolings halves the side and the decoder doubles it back, so the "
+       "side must divide by 2^DEPTH or the upsampled map and its skip differ by a pixel and cannot be concatenated "
+       "(build_model pads and crops instead).",
+    7: "It loads its own model's weights into helpers.models.SEUNet with strict loading (every parameter name and "
+       "shape must match, nothing missing or extra) and checks that both give the same output on the same input.",
+    8: "That model, loss and optimiser are wired so that the loss can reach near zero on a few images. It catches a "
+       "detached tensor or missing gradient, a shape broadcast silently (a mask of the wrong shape), a loss with "
+       "the wrong sign or on probabilities instead of logits, a learning rate off by orders of magnitude, and masks "
+       "that do not match their images.",
+    9: "In train mode batch norm normalises with the statistics of the current batch; in eval mode with running "
+       "averages (momentum 0.1), which after a few large steps lag behind the weights, so the memorised batch is "
+       "normalised with stale statistics. Predict in eval mode (model.eval()): it does not depend on which other "
+       "images share the batch.",
+}
+EXERCISES.answers(ANSWERS)
+show_answer = EXERCISES.show_answer

@@ -141,3 +141,37 @@ def check_conv_macs(fn: Callable[[int, int, int, int], int]) -> None:
         assert got == expected, (f"{case}: you returned {got}, measured {expected} = size² · out · in · kernel² "
                                  "(one multiply-add per weight per output pixel)")
     EXERCISES.passed(3, "multiply-adds grow with the image area; parameters do not.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answers to the notebook's questions (nb03.show_answer(K))
+# ----------------------------------------------------------------------------------------------------------
+ANSWERS: dict[int, str] = {
+    1: "Strides 1 (the input, 3 channels), 2 (64), 4 (64), 8 (128), 16 (256) and 32 (512). Shallow stages are wide "
+       "maps of local patterns (edges, colour blobs): they know where the border runs. Deep stages are coarse maps "
+       "where each pixel summarises a large region: they know what is lesion.",
+    2: "A (2r + 1) x (2r + 1) window with the same 9 weights, its taps r pixels apart. Padding p = r (with stride 1) "
+       "keeps the size: n_out = n + 2r - 2r - 1 + 1 = n.",
+    3: "floor((64 + 2*0 - 6*(3 - 1) - 1) / 1) + 1 = 52.",
+    4: "A 1x1 convolution, three 3x3 atrous convolutions at different rates, and image pooling (global average, 1x1 "
+       "convolution, broadcast back). On a small map the atrous taps fall in the zero padding, so a large-rate "
+       "branch degenerates into a 1x1 convolution; the image-level branch still gives every position a summary of "
+       "the whole image.",
+    5: "DeepLabV3's rates suit a 33x33 stride-16 map, where the windows span about 0.4, 0.75 and 1.1 map widths. On "
+       "the 8x8 stride-32 map of a 256-pixel image, rates of 8 and more leave only the centre tap inside the map; "
+       "rates (1, 2, 4) keep the same proportions (windows of about 3, 5 and 9 cells).",
+    6: "Its map is 1x1: in training mode batch norm on a one-image batch (the last batch of an epoch can hold one) "
+       "has a single value per channel and fails. So the convolution keeps its bias and has no batch norm; "
+       "DeepLabV3 and torchvision do use batch norm there.",
+    7: "The encoder features at strides 16, 8, 4 and 2, concatenated in the decoder, restore where the border runs. "
+       "DeepLabV3 only upsamples its stride-8 output, so it has to guess the border at stride 8 and blurs it.",
+    8: "Features learnt on a million images: faster training and better results from a few thousand images. The "
+       "input must be normalised as in ImageNet training (RGB in [0, 1], minus mean (0.485, 0.456, 0.406), divided "
+       "by std (0.229, 0.224, 0.225): transforms.IMAGENET_MEAN / IMAGENET_STD). Offline the download fails: a "
+       "warning, and the encoder keeps random weights (strict_pretrained=True raises instead).",
+    9: "A convolution's weights are shared by every position: its parameters depend on the kernel and the channels "
+       "only. Its multiply-adds are positions x weights, and the number of positions grows with H x W: doubling the "
+       "image side multiplies them by four.",
+}
+EXERCISES.answers(ANSWERS)
+show_answer = EXERCISES.show_answer

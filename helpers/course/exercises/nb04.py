@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from helpers.course.exercises.base import Exercises
-from helpers.runfolder import BEST_FILE
+from helpers.runfolder import BEST_FILE, HISTORY_FILE, LAST_FILE
 from helpers.train.loop import lr_factor
 
 EXERCISES = Exercises("04")
@@ -250,3 +250,46 @@ def check_early_stop(fn: Callable[[Sequence[float], int], tuple[int, int]]) -> N
         raise AssertionError(f"{where}: count epochs without a strictly better Dice since the best one; stop at the "
                              "epoch where that count reaches patience (or run to the end)")
     EXERCISES.passed(3, "your early stopping matches fit's patience rule.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answers to the notebook's questions (nb04.show_answer(K))
+# ----------------------------------------------------------------------------------------------------------
+ANSWERS: dict[int, str] = {
+    1: "BCE rewards a correct, confident probability on every pixel, each pixel weighing the same: smooth, well "
+       "scaled gradients (p - y). Soft Dice rewards overlap per image, whatever the lesion's size: the quantity "
+       "the ISIC metrics score. Added, BCE keeps the early gradients stable and Dice keeps the background from "
+       "dominating.",
+    2: "With a lesion on 20% of the pixels, BCE costs -log 0.9 = 0.11 on each background pixel and -log 0.1 = 2.3 on "
+       "each lesion pixel, about 0.54 on average: a modest loss. Soft Dice = (2 * 0.1 * 0.2P) / (0.1P + 0.2P) = "
+       "0.13, a Dice loss of 0.87, close to the worst (1): Dice forces the network to find the lesion.",
+    3: "AdamW subtracts lr * lambda * theta from the weights directly, outside Adam's per-weight scaling. Added to "
+       "the gradient, lambda * theta would be divided by sqrt(v) like the gradient, so weights with large gradients "
+       "would barely decay (Loshchilov & Hutter 2019).",
+    4: "For t < W: lr_t = lr * (t + 1) / W. Then lr_t = lr * (1 + cos(pi * (t - W) / (T - W))) / 2. It is 0 at "
+       "t = T, the step after the last one (the last step, T - 1, is just above 0).",
+    5: "Training runs few epochs (5 in the recipe): a per-epoch schedule would be a coarse staircase and a 10% "
+       "warm-up would be shorter than one epoch step. Per batch the rate follows the smooth curve and the warm-up "
+       "is counted in steps.",
+    6: "float16 has 5 exponent bits: values below about 6e-5 lose precision and below 6e-8 underflow to 0, and small "
+       "gradients do; the GradScaler multiplies the loss so they stay representable. bfloat16 keeps float32's 8 "
+       "exponent bits (same range, fewer mantissa bits), so nothing underflows. CPUs with native bf16 units "
+       "(AVX512-BF16, AMX) run bf16 faster than float32; on other CPUs bf16 is emulated and slower, so auto keeps "
+       "float32 there.",
+    7: "After scaler.scale(loss).backward() the gradients are multiplied by the scale (e.g. 65536): their norm is "
+       "that much larger than the real one, so clipping to c would cut almost every step down to a tiny one. "
+       "unscale_ divides them back first, so the norm compared with c is the true one.",
+    8: "The decoder (U-Net with ASPP instead of smp's U-Net: multi-scale context), weight decay 1e-4 (few images "
+       "over-fit), a warm-up then a cosine instead of a constant rate (protect the pretrained encoder early, small "
+       "steps at the end), BCE + Dice instead of BCE (the background dominates BCE), augmentation (no up or down, "
+       "cameras differ) and keeping the best validation epoch instead of the last.",
+    9: f"{HISTORY_FILE} (one row per epoch), {BEST_FILE} (the weights of the best validation Dice) and {LAST_FILE}. "
+       f"To resume exactly, {LAST_FILE} holds the weights, the optimiser's moments, the scheduler's position, "
+       "the GradScaler, the "
+       "random-number states, the best score, the history and the recipe (a different recipe is refused).",
+    10: "The gap is what the model learned about these particular images rather than about lesions: it memorises. "
+        "The recipe's remedies: more data, augmentation, weight decay, a pretrained encoder and early stopping "
+        f"(patience), with {BEST_FILE} keeping the best epoch either way.",
+}
+EXERCISES.answers(ANSWERS)
+show_answer = EXERCISES.show_answer

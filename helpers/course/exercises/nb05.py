@@ -349,3 +349,36 @@ def check_tversky_loss(loss_factory: Callable[..., Callable[[torch.Tensor, torch
     except ValueError:
         how = "to train with it, make it a torch.nn.Module as the exercise's class is: TrainConfig(loss=...) takes one."
     EXERCISES.passed(3, f"your Tversky loss matches helpers.train.losses.TverskyLoss and its gradients flow; {how}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answers to the notebook's questions (nb05.show_answer(K))
+# ----------------------------------------------------------------------------------------------------------
+ANSWERS: dict[int, str] = {
+    1: "Jaccard = TP / (TP + FP + FN), Dice = 2 TP / (2 TP + FP + FN). Jaccard is |P and T| / |P or T|, the "
+       "intersection over the union of the predicted and true lesion pixels: IoU. J = D / (2 - D) and "
+       "D = 2J / (1 + J): they rank images the same way.",
+    2: "The ISIC mean scores each image, then averages over images, so a small lesion counts as much as a large one. "
+       "Pooling counts TP, FP and FN over all pixels of all images and scores once, so large lesions dominate. The "
+       "lesion F1 of a classification report on flattened pixels is the pooled Dice, not the ISIC mean.",
+    3: "The accuracy of predicting background everywhere (the background share of the pixels: 80% background "
+       "gives 80% for doing nothing) and the mean per-image Dice or Jaccard (with the sensitivity) of the same "
+       "predictions.",
+    4: "The -1 pixels form a third row of the confusion matrix (where the ignored pixels were predicted) whose "
+       "column stays empty; in the three-class report they count as errors in the accuracy unless you drop them "
+       "first; image_scores(pred, truth, ignore=band) leaves them out of the per-image scores. Experts disagree "
+       "about exactly where a lesion ends, so a thin band around the border is left out.",
+    5: "Expert annotators themselves disagree on a lesion's border, so the challenge (Codella et al. 2019) counts a "
+       "segmentation that overlaps the truth less than 0.65 as a failure rather than as a slightly worse score; "
+       "0.65 reflects that inter-observer variability. It makes the mean count failed images.",
+    6: "Choosing them on the test images fits them to those images: the test score becomes optimistic and no longer "
+       "measures unseen data. They are chosen on validation data, then frozen and applied once to the test set.",
+    7: "Flip TTA averages the probabilities of the image and of its flipped copies, flipped back. Keeping the largest "
+       "component with its holes filled assumes one lesion per image, all of one piece and without holes.",
+    8: "A border one pixel off costs a lesion about its perimeter in pixels; the perimeter shrinks more slowly than "
+       "the area, so a small lesion loses a much larger share of its overlap for the same error.",
+    9: "<id>_segmentation.png (the image's id), a single-channel 8-bit PNG with 0 for background and 255 for lesion, "
+       "at the size of its input image.",
+}
+EXERCISES.answers(ANSWERS)
+show_answer = EXERCISES.show_answer
