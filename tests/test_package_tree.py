@@ -20,7 +20,7 @@ PACKAGE = ROOT / "helpers"
 CORE = ("config", "runtime", "runfolder")
 STAGES = ("data", "models", "evaluation", "train", "course", "cli")
 #: ``python -m helpers.<name>`` commands kept by a two-line module at the top of the package.
-ENTRY_MODULES = ("predict", "evaluate")
+ENTRY_MODULES = ("predict", "evaluate", "demo")
 #: The flat layout's module paths (before issue 20): nothing may import or name them any more.
 REMOVED = ("io", "layouts", "cache", "checks", "download", "synthetic", "transforms", "losses", "training", "fit",
            "resume", "distributed", "metrics", "reliability", "subgroups", "plots", "profiles", "colab",
