@@ -218,6 +218,35 @@ def install_missing(checkout: str | os.PathLike[str], *, verbose: bool = True) -
     return todo
 
 
+def install_optional(extra: str, *, verbose: bool = True) -> list[str]:
+    """Install the requirements of the optional extra ``extra`` (``pyproject.toml``) that are missing, holding
+    every installed package at its version (as :func:`install_missing`): notebook 07 on Colab gets the ONNX
+    packages of ``.[demo]`` and keeps Colab's gradio. Returns what it installed (empty when nothing was missing).
+
+    Raises:
+        RuntimeError: pip failed, or no checkout / no such extra.
+    """
+    import tomllib
+
+    root = config.repo_root()
+    if root is None:
+        raise RuntimeError("helpers is not installed from a checkout: no pyproject.toml to read the extra from")
+    with open(root / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"].get("optional-dependencies", {})
+    if extra not in extras:
+        raise RuntimeError(f"pyproject.toml has no optional extra {extra!r}: it has {sorted(extras)}")
+    todo = missing_requirements(extras[extra])
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="skinseg-pip-") as tmp:
+            constraints = Path(tmp) / "installed.txt"
+            constraints.write_text(freeze_constraints(), encoding="utf-8")
+            _pip_install(["-c", str(constraints), *todo], " and ".join(todo))
+        importlib.invalidate_caches()
+    if verbose:
+        print(f"extra {extra!r}: " + (f"installed {', '.join(todo)}" if todo else "everything was already there"))
+    return todo
+
+
 def mount_drive() -> Path:
     """Mount Google Drive (Colab asks for permission) and return the course's folder in it, created if needed."""
     from google.colab import drive  # type: ignore[import-not-found]

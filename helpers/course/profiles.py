@@ -55,6 +55,7 @@ MEASURED_SECONDS: dict[str, dict[str, float | None]] = {
     "04": {"smoke": 13.1, "cpu": 89.6, "gpu": None},
     "05": {"smoke": 12.0, "cpu": 28.0, "gpu": None},
     "06": {"smoke": 15.0, "cpu": 58.1, "gpu": None},
+    "07": {"smoke": 38.2, "cpu": None, "gpu": None},
 }
 
 
