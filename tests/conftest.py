@@ -10,6 +10,7 @@ Fixture names are stable; other test files may use them:
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,15 @@ def ham_dir(tmp_path: Path) -> Path:
         write_pair(root / part / f"{ident}.jpg",
                    root / "HAM10000_segmentations_lesion_tschandl" / f"{ident}_segmentation.png", k)
     return root
+
+
+@pytest.fixture
+def throughput(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """benchmarks/throughput.py as a module, with SKINSEG_HOME in a temporary folder and smoke mode on."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SKINSEG_SMOKE", "1")
+    return importlib.import_module("throughput")
 
 
 @pytest.fixture(scope="module")

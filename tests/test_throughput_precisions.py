@@ -1,23 +1,11 @@
 """benchmarks/throughput.py --precisions: the fp32 and bf16 rows (tiny model, never timed)."""
 from __future__ import annotations
 
-import importlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture
-def throughput(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """The throughput module, with SKINSEG_HOME in a temporary folder."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SKINSEG_SMOKE", "1")
-    return importlib.import_module("throughput")
 
 
 def test_precision_rows_are_fp32_and_bf16_with_and_without_channels_last(throughput, capsys):

@@ -2,26 +2,14 @@
 never timed). Needs the optional extra (ONNX Runtime) ``pip install -e ".[demo]"``."""
 from __future__ import annotations
 
-import importlib
 import json
-from pathlib import Path
 
 import pytest
 
 from helpers import models, runtime
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 pytest.importorskip("onnxruntime", reason='ONNX Runtime not installed: pip install -e ".[demo]"')
 pytest.importorskip("onnxscript", reason='onnxscript (the ONNX exporter) not installed: pip install -e ".[demo]"')
-
-
-@pytest.fixture
-def throughput(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """The throughput module, with SKINSEG_HOME in a temporary folder."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    monkeypatch.setenv("SKINSEG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SKINSEG_SMOKE", "1")
-    return importlib.import_module("throughput")
 
 
 @pytest.mark.slow
