@@ -56,19 +56,20 @@ def find_ham_data() -> tuple[Path | None, str]:
     return _find(HAM_DATA_ENV, HAM_DATA_DEFAULT, "HAM10000 images", "folder with HAM10000_metadata.csv")
 
 
-@pytest.fixture(scope="session")
-def real_data_dir() -> Path:
-    """The real ISIC folder (``train/ val/ holdout/``); skips the test, saying where it looked, when absent."""
-    path, why = find_real_data()
+def _folder_or_skip(found: tuple[Path | None, str]) -> Path:
+    path, why = found
     if path is None:
         pytest.skip(why)
     return path
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real ISIC folder (``train/ val/ holdout/``); skips the test, saying where it looked, when absent."""
+    return _folder_or_skip(find_real_data())
 
 
 @pytest.fixture(scope="session")
 def ham_data_dir() -> Path:
     """HAM10000 in its own layout (four clinics, ``lesion_id``); skips, saying where it looked, when absent."""
-    path, why = find_ham_data()
-    if path is None:
-        pytest.skip(why)
-    return path
+    return _folder_or_skip(find_ham_data())

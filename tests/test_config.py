@@ -69,27 +69,18 @@ def _root_conftest():
     return module
 
 
-def test_real_data_lookup_follows_variable_then_repository(monkeypatch, tmp_path):
+@pytest.mark.parametrize("env, default, find", [("REAL_DATA_ENV", "REAL_DATA_DEFAULT", "find_real_data"),
+                                                ("HAM_DATA_ENV", "HAM_DATA_DEFAULT", "find_ham_data")])
+def test_real_data_lookup_follows_variable_then_repository(monkeypatch, tmp_path, env, default, find):
     conf = _root_conftest()
-    monkeypatch.setenv(conf.REAL_DATA_ENV, str(tmp_path))
-    assert conf.find_real_data() == (tmp_path.resolve(), "")
-    monkeypatch.setenv(conf.REAL_DATA_ENV, str(tmp_path / "typo"))
-    with pytest.raises(FileNotFoundError, match="SKINSEG_REAL_DATA"):
-        conf.find_real_data()
-    monkeypatch.delenv(conf.REAL_DATA_ENV)
-    monkeypatch.setattr(conf, "REAL_DATA_DEFAULT", Path("no-such-folder-here"))
-    path, why = conf.find_real_data()
-    assert path is None and "SKINSEG_REAL_DATA is unset" in why and "no-such-folder-here" in why
-
-
-def test_ham_data_lookup_follows_its_own_variable(monkeypatch, tmp_path):
-    conf = _root_conftest()
-    monkeypatch.setenv(conf.HAM_DATA_ENV, str(tmp_path))
-    assert conf.find_ham_data() == (tmp_path.resolve(), "")
-    monkeypatch.setenv(conf.HAM_DATA_ENV, str(tmp_path / "typo"))
-    with pytest.raises(FileNotFoundError, match="SKINSEG_HAM_DATA"):
-        conf.find_ham_data()
-    monkeypatch.delenv(conf.HAM_DATA_ENV)
-    monkeypatch.setattr(conf, "HAM_DATA_DEFAULT", Path("no-ham-here"))
-    path, why = conf.find_ham_data()
-    assert path is None and "SKINSEG_HAM_DATA is unset" in why and "no-ham-here" in why
+    name, finder = getattr(conf, env), getattr(conf, find)
+    assert name in ("SKINSEG_REAL_DATA", "SKINSEG_HAM_DATA")
+    monkeypatch.setenv(name, str(tmp_path))
+    assert finder() == (tmp_path.resolve(), "")
+    monkeypatch.setenv(name, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=name):
+        finder()
+    monkeypatch.delenv(name)
+    monkeypatch.setattr(conf, default, Path("no-such-folder-here"))
+    path, why = finder()
+    assert path is None and f"{name} is unset" in why and "no-such-folder-here" in why
