@@ -54,7 +54,7 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(grad_clip=0.0), dict(amp="fp8"),
-                                 dict(patience=0), dict(img_size=32.5)])
+                                 dict(patience=0), dict(img_size=32.5), dict(colour_augment="wild")])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
         TrainConfig(**bad)
@@ -256,6 +256,18 @@ def test_resume_refuses_a_different_recipe_naming_the_field(splits, finished_run
     cfg.lr = 3e-3
     with pytest.raises(ResumeError, match="split differs"):
         fit(cfg, splits={"train": splits["train"][:6], "val": splits["val"]}, progress=False)
+
+
+def test_resume_reads_a_field_missing_from_an_older_checkpoint_as_its_default(splits, finished_run, tmp_path):
+    # a last.pt written before colour_augment existed resumes under the default and is refused under another value
+    checkpoint = models.load_checkpoint(finished_run.run_dir / runfolder.LAST_FILE)
+    del checkpoint["config"]["colour_augment"]
+    cfg = TrainConfig.load(finished_run.run_dir / runfolder.CONFIG_FILE)
+    fingerprint = checkpoint["data_fingerprint"]
+    resume.check_resumable(checkpoint, cfg, fingerprint, tmp_path / "last.pt")
+    with pytest.raises(ResumeError, match="colour_augment='mild' but this config has colour_augment='strong'"):
+        resume.check_resumable(checkpoint, dataclasses.replace(cfg, colour_augment="strong"), fingerprint,
+                        tmp_path / "last.pt")
 
 
 def test_nan_loss_stops_with_advice_and_keeps_best(tmp_path, splits, monkeypatch):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers.data.transforms import (
+    COLOUR_AUGMENTS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     denormalize,
@@ -117,3 +118,22 @@ def test_importing_the_transforms_turns_albumentations_update_check_off():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1"]
+
+
+def _channel_ratio_spread(colour: str) -> float:
+    """Spread (std over 60 draws) of the red/blue ratio of a grey image's mean colour after ``colour`` augmentation."""
+    image, mask = np.full((32, 32, 3), 128, np.uint8), np.zeros((32, 32), np.uint8)
+    pipeline = train_transforms(32, seed=0, colour=colour)
+    ratios = []
+    for _ in range(60):
+        rgb = denormalize(pipeline(image=image, mask=mask)["image"]).reshape(-1, 3).mean(axis=0)
+        ratios.append(rgb[0] / max(rgb[2], 1e-6))
+    return float(np.std(ratios))
+
+
+def test_strong_colour_augmentation_casts_the_light_more_than_the_mild_one():
+    mild, strong = _channel_ratio_spread("mild"), _channel_ratio_spread("strong")
+    assert strong > 2 * mild, (mild, strong)   # per-channel gains: another dermoscope's light
+    assert set(COLOUR_AUGMENTS) == {"mild", "strong"}
+    with pytest.raises(ValueError, match="'wild' is not one of mild, strong"):
+        train_transforms(32, colour="wild")

@@ -37,6 +37,7 @@ from helpers.cli.common import (
     json_object_arg,
 )
 from helpers.data.files import DatasetError
+from helpers.data.transforms import COLOUR_AUGMENTS
 from helpers.runtime import DEVICE_CHOICES
 from helpers.train import distributed
 from helpers.train.fit import ResumeError, fit
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=_DEFAULTS.pretrained,
                    help="start from ImageNet encoder weights (downloaded once)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentations")
+    p.add_argument("--colour-augment", choices=COLOUR_AUGMENTS, default=_DEFAULTS.colour_augment,
+                   help="strength of the colour augmentations (strong: against another dermoscope's light)")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (off if not given)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: chosen for this machine)")
@@ -89,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=args.model, model_kwargs=args.model_kwargs, pretrained=args.pretrained, img_size=args.img_size, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                        loss=args.loss, loss_kwargs=args.loss_kwargs, grad_clip=args.grad_clip, amp=args.amp,
-                       augment=args.augment,
+                       augment=args.augment, colour_augment=args.colour_augment,
                        seed=args.seed, patience=args.patience, num_workers=args.workers,
                        data=str(args.data) if args.data else None, out=str(args.out) if args.out else None,
                        device=args.device, resume=args.resume)

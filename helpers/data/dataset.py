@@ -149,7 +149,7 @@ def refuse_inverted_masks(pairs: Sequence[Pair], cache: PreprocessCache | None, 
 
 
 def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size: int, *, augment: bool = True,
-                 num_workers: int | None = None, cache: bool | str | os.PathLike[str] = True, seed: int = 0,
+                 colour_augment: str = "mild", num_workers: int | None = None, cache: bool | str | os.PathLike[str] = True, seed: int = 0,
                  persistent_workers: bool | None = None, samplers: Mapping[str, Sampler[int]] | None = None,
                  progress: bool | None = None,
                  max_median_lesion_fraction: float | None = MAX_MEDIAN_LESION_FRACTION) -> dict[str, DataLoader]:
@@ -164,6 +164,8 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
         img_size: square side the model sees, in pixels.
         batch_size: pairs per batch.
         augment: False trains on resized, normalised pairs only.
+        colour_augment: ``mild`` (the recipe) or ``strong`` colour changes of the train split
+            (:func:`~helpers.data.transforms.colour_transforms`).
         num_workers: loader processes; default :func:`default_num_workers`.
         cache: True stores resized pairs under ``data/cache`` (see :func:`helpers.data.cache.build_cache`); a path
             stores them there; False decodes every file every epoch.
@@ -192,7 +194,8 @@ def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size
     loaders = {}
     for name, pairs in splits.items():
         train = name == "train"
-        transform = train_transforms(img_size, seed=seed) if train and augment else eval_transforms(img_size)
+        transform = (train_transforms(img_size, seed=seed, colour=colour_augment) if train and augment
+                     else eval_transforms(img_size))
         stored = _resolve_cache(pairs, img_size, cache, show)
         if train:
             refuse_inverted_masks(pairs, stored, max_median_lesion_fraction)

@@ -32,6 +32,9 @@ from albumentations.pytorch import ToTensorV2  # noqa: E402
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 #: Per-channel RGB standard deviation of ImageNet, on the [0, 1] scale.
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Colour augmentation strengths of :func:`train_transforms`: ``mild`` (the recipe) or ``strong`` (notebook 06's
+#: domain-shift mitigation: casts of the light, wider brightness, contrast, saturation and hue, gamma).
+COLOUR_AUGMENTS: tuple[str, ...] = ("mild", "strong")
 
 
 def _check_size(img_size: int) -> None:
@@ -59,25 +62,52 @@ def _to_model_input() -> list[A.BasicTransform]:
     return [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD, max_pixel_value=255.0), ToTensorV2()]
 
 
-def train_transforms(img_size: int, *, seed: int | None = None) -> A.Compose:
-    """The training pipeline: resize, flips, 90° rotations, mild affine, mild colour changes, normalise.
+def colour_transforms(colour: str = "mild") -> list[A.BasicTransform]:
+    """The colour part of :func:`train_transforms` (image only).
+
+    ``mild`` (the recipe): half the images get a small brightness / contrast / saturation change and a hue
+    shift of at most ±0.02 of the colour wheel, because lesion colour carries information. ``strong`` (notebook
+    06, against another dermoscope's light or another population's skin): most images get a colour cast of the
+    light (each channel times its own factor in [0.75, 1.25]), wider brightness / contrast / saturation (±0.35)
+    and hue (±0.05) changes, and a gamma in [0.7, 1.5].
+
+    Raises:
+        ValueError: ``colour`` is not one of :data:`COLOUR_AUGMENTS`.
+    """
+    if colour == "mild":
+        return [A.OneOf([
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=1.0),
+            A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=15, val_shift_limit=10, p=1.0),
+        ], p=0.5)]
+    if colour == "strong":
+        return [A.MultiplicativeNoise(multiplier=(0.75, 1.25), per_channel=True, elementwise=False, p=0.7),
+                A.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.35, hue=0.05, p=0.8),
+                A.RandomGamma(gamma_limit=(70, 150), p=0.3)]
+    raise ValueError(f"colour augmentation {colour!r} is not one of {', '.join(COLOUR_AUGMENTS)}")
+
+
+def train_transforms(img_size: int, *, seed: int | None = None, colour: str = "mild") -> A.Compose:
+    """The training pipeline: resize, flips, 90° rotations, mild affine, colour changes, normalise.
 
     Dermoscopy has no canonical orientation, so all flips and right-angle rotations are label-preserving.
-    Colour changes stay mild (hue ±0.02 of the colour wheel) because lesion colour carries information.
+    Colour changes are :func:`colour_transforms` (mild by default, because lesion colour carries information),
+    and one image in ten gets CLAHE or a slight Gaussian blur.
 
     Args:
         img_size: side of the square output, in pixels.
         seed: seed of the pipeline's own random state (albumentations ignores global seeds); None draws
             fresh entropy. :func:`helpers.data.make_loaders` sets it per worker.
+        colour: ``mild`` or ``strong`` (:data:`COLOUR_AUGMENTS`, see :func:`colour_transforms`).
 
     Returns:
         ``A.Compose`` mapping ``image=(H, W, 3) uint8, mask=(H, W) uint8`` to ``image (3, S, S) float32``
         and ``mask (S, S) uint8`` tensors.
 
     Raises:
-        ValueError: ``img_size`` is not a positive int.
+        ValueError: ``img_size`` is not a positive int, or ``colour`` is unknown.
     """
     _check_size(img_size)
+    colour_ops = colour_transforms(colour)
     return A.Compose([
         resize_transform(img_size),
         A.HorizontalFlip(p=0.5),
@@ -85,10 +115,7 @@ def train_transforms(img_size: int, *, seed: int | None = None) -> A.Compose:
         A.RandomRotate90(p=0.5),
         A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-30, 30),
                  border_mode=cv2.BORDER_REFLECT_101, mask_interpolation=cv2.INTER_NEAREST, p=0.5),
-        A.OneOf([
-            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=1.0),
-            A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=15, val_shift_limit=10, p=1.0),
-        ], p=0.5),
+        *colour_ops,
         A.OneOf([
             A.CLAHE(clip_limit=2.0, tile_grid_size=(8, 8), p=1.0),
             A.GaussianBlur(blur_limit=(3, 5), p=1.0),

@@ -28,6 +28,7 @@ from torch import nn
 
 from helpers import config
 from helpers.data.files import write_text_atomic
+from helpers.data.transforms import COLOUR_AUGMENTS
 from helpers.evaluation import metrics
 from helpers.models.factory import MAX_IMG_SIZE, SMP_SIZE_MULTIPLE
 from helpers.models.resnet_unet_aspp import ResNetUNetASPP
@@ -126,6 +127,8 @@ class TrainConfig:
             or ``fp16`` (CUDA only).
         channels_last: NHWC memory layout; None = :func:`resolve_channels_last` (CUDA, and CPUs with native bf16).
         augment: use the training augmentations of :func:`helpers.data.transforms.train_transforms`.
+        colour_augment: their colour part, ``mild`` (the recipe) or ``strong`` (notebook 06's domain-shift
+            mitigation; :func:`helpers.data.transforms.colour_transforms`).
         seed: seeds weights, data order and augmentations; the same seed gives the same run on the CPU.
         patience: early stopping: stop after this many epochs without a better validation Dice; None = off.
         num_workers: DataLoader worker processes; None lets :func:`helpers.data.make_loaders` choose.
@@ -152,6 +155,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None
     augment: bool = True
+    colour_augment: str = "mild"
     seed: int = 0
     patience: int | None = None
     num_workers: int | None = None
@@ -179,6 +183,8 @@ class TrainConfig:
         self._check_numbers()
         if self.amp not in AMP_CHOICES:
             raise ConfigError("amp", self.amp, f"must be one of {AMP_CHOICES}")
+        if self.colour_augment not in COLOUR_AUGMENTS:
+            raise ConfigError("colour_augment", self.colour_augment, f"must be one of {COLOUR_AUGMENTS}")
         if self.data is not None:
             self.data = str(self.data)
         if self.out is not None:

@@ -33,7 +33,7 @@ from helpers.train.loop import TrainConfig
 #: TrainConfig fields that must match to resume a run (the others, e.g. workers or patience, may change).
 RESUME_FIELDS: tuple[str, ...] = ("model", "model_kwargs", "pretrained", "img_size", "epochs", "batch_size", "lr",
                                   "weight_decay", "warmup", "min_lr_ratio", "loss", "loss_kwargs", "grad_clip",
-                                  "augment", "seed", "data")
+                                  "augment", "colour_augment", "seed", "data")
 
 
 class ResumeError(ValueError):
@@ -134,9 +134,12 @@ def check_resumable(checkpoint: Mapping[str, Any], cfg: TrainConfig, fingerprint
                           "written by helpers.train.fit.fit, or start a new run without resume")
     saved = checkpoint.get("config", {})
     current = cfg.to_dict()
+    defaults = TrainConfig.__dataclass_fields__
     for name in RESUME_FIELDS:
-        if saved.get(name) != current[name]:
-            raise ResumeError(f"cannot resume {path}: it was trained with {name}={saved.get(name)!r} but this "
+        # a field added after the checkpoint was written holds its default there (e.g. colour_augment)
+        was = saved.get(name, defaults[name].default)
+        if was != current[name]:
+            raise ResumeError(f"cannot resume {path}: it was trained with {name}={was!r} but this "
                               f"config has {name}={current[name]!r}. Use the same value, or choose another "
                               "output folder (--out) to start a new run")
     if checkpoint.get("data_fingerprint") != fingerprint:
