@@ -1,4 +1,6 @@
 """Bootstrap intervals, calibration, temperature scaling and flip-TTA uncertainty on cases with known answers."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from helpers.evaluation.reliability import (
     paired_bootstrap,
     probability_logits,
     reliability_bins,
+    TemperatureBoundWarning,
     spearman,
     tta_uncertainty,
 )
@@ -109,6 +112,21 @@ def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():
     assert fit_temperature(overconfident, labels) == pytest.approx(2.5, rel=0.03)
     assert fit_temperature(true_logits, labels) == pytest.approx(1.0, rel=0.03)
     assert fit_temperature(true_logits / 2, labels) == pytest.approx(0.5, rel=0.03)  # under-confident: T < 1
+
+
+def test_a_temperature_at_its_search_bound_warns_and_one_inside_does_not():
+    rng = np.random.default_rng(2)
+    true_logits = rng.normal(0, 3, 50_000)
+    labels = rng.uniform(0, 1, true_logits.size) < 1 / (1 + np.exp(-true_logits))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TemperatureBoundWarning)   # a fit inside the interval: no warning
+        assert fit_temperature(true_logits * 2, labels) == pytest.approx(2.0, rel=0.05)
+    # an untrained model: logits 100x too small, every probability near 0.5 -> T wants to go below 0.05
+    with pytest.warns(TemperatureBoundWarning, match=r"lower end .*\[0.05, 20\].*is the model trained"):
+        t = fit_temperature(true_logits / 100, labels)
+    assert t == pytest.approx(0.05, rel=0.01)
+    with pytest.warns(TemperatureBoundWarning, match="upper end"):   # far over-confident: T wants to exceed 20
+        fit_temperature(true_logits * 60, labels)
 
 
 def test_temperature_scaling_lowers_the_ece_and_keeps_the_ranking():

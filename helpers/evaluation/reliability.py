@@ -15,7 +15,9 @@ Introduced in notebook 06 ("Will it work on the next patient?").
 * **Temperature scaling** (:func:`fit_temperature`, :func:`apply_temperature`): one number ``T`` divides every
   logit, ``p = sigmoid(z / T)``, fitted on validation pixels by minimising the binary cross-entropy (the
   negative log-likelihood). ``T > 1`` softens an over-confident model; the ranking of pixels, and so the best
-  achievable Dice over all thresholds, is unchanged, but the threshold that reaches it moves.
+  achievable Dice over all (continuous) thresholds, is unchanged, but the threshold that reaches it moves; on a
+  fixed grid of thresholds the best grid Dice can change. A ``T`` at an end of its search interval warns
+  (:class:`TemperatureBoundWarning`).
 * **Flip-TTA uncertainty** (:func:`flip_views`, :func:`tta_uncertainty`): the four flips of an image are
   equally valid views of it; where the model's probabilities disagree between views it is unsure.
   Predictions come from :func:`helpers.evaluation.predict.predict_batch` (the one batched prediction function) run on
@@ -27,6 +29,7 @@ Arrays: per-image scores are 1-D float arrays (one value per image); probability
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -257,6 +260,14 @@ def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
+class TemperatureBoundWarning(UserWarning):
+    """The fitted temperature sits at an end of its search interval, so the true minimum may lie beyond it."""
+
+
+#: How close (relative, in log T) to an end of the search interval counts as "at the bound".
+BOUND_TOLERANCE = 1e-3
+
+
 def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarray | Sequence[np.ndarray], *,
                     bounds: tuple[float, float] = (0.05, 20.0), max_pixels: int | None = 2_000_000,
                     seed: int = 0) -> float:
@@ -274,6 +285,11 @@ def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarr
 
     Returns:
         ``T`` as a float (1.0 means the model was already calibrated).
+
+    Warns:
+        TemperatureBoundWarning: ``T`` is at an end of ``bounds`` (the NLL still falls beyond it): at the lower
+            end the logits are nearly constant (an untrained model whose probabilities all sit near one value),
+            at the upper end the model is far over-confident; either way ``T`` is a bound, not a fit.
 
     Raises:
         ValueError: mismatched inputs or non-finite logits.
@@ -293,7 +309,15 @@ def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarr
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
     result = optimize.minimize_scalar(lambda log_t: binary_cross_entropy(z / np.exp(log_t), t), bounds=(lo, hi), method="bounded",
                                       options={"xatol": 1e-5})
-    return float(np.exp(result.x))
+    temperature = float(np.exp(result.x))
+    for end, name in ((lo, "lower"), (hi, "upper")):
+        if abs(result.x - end) <= BOUND_TOLERANCE * (hi - lo):
+            warnings.warn(f"the fitted temperature T = {temperature:.3g} is at the {name} end of its search interval "
+                          f"[{bounds[0]:g}, {bounds[1]:g}]: the NLL still falls beyond it, so T is a bound, not a fit "
+                          + ("(the logits are nearly constant: is the model trained?)" if name == "lower" else
+                             "(the model is far over-confident)") + "; widen `bounds` to search further",
+                          TemperatureBoundWarning, stacklevel=2)
+    return temperature
 
 
 # --------------------------------------------------------------------------------------------------------
