@@ -184,7 +184,7 @@ def test_notebooks_05_and_06_train_or_load_notebook04s_runs(profile, monkeypatch
 
 
 #: The notebooks whose questions have answers one click away (``nbNN.show_answer(K)``) and further-research prompts.
-ANSWERED = ("01", "02", "03", "04", "05")
+ANSWERED = ("01", "02", "03", "04", "05", "06", "07")
 
 
 @pytest.mark.parametrize("number", ANSWERED)

@@ -36,6 +36,12 @@ PURPOSE = {
     "gpu": "the full recipe (256 px, full-size models, more epochs), sized for a GPU",
 }
 
+#: Pairs per split the cpu profile keeps of a large dataset (``course_splits(max_pairs=PROFILE.max_pairs)`` in every
+#: notebook): the embedded set (480 / 60 / 60) is below it, HAM10000's 8,000 training images are not, and two
+#: epochs of both models on all of them would take hours on 2 cores. The smoke profile has its own, smaller cap
+#: (:data:`helpers.data.splits.SMOKE_MAX_PAIRS`); the gpu profile keeps every pair.
+CPU_MAX_PAIRS: dict[str, int] = {"train": 800, "val": 120, "test": 150}
+
 #: Where the times in :data:`MEASURED_SECONDS` were measured, per profile (None: never measured).
 MEASURED_ON: dict[str, str | None] = {
     "smoke": "2 idle AMD EPYC cores with bf16, 2026-12-03",
@@ -100,6 +106,12 @@ class Profile:
         """True for the smoke profile (the same answer as :func:`helpers.config.smoke_mode`)."""
         return self.name == "smoke"
 
+    @property
+    def max_pairs(self) -> dict[str, int] | None:
+        """What notebooks pass to ``data.course_splits(max_pairs=...)``: :data:`CPU_MAX_PAIRS` in the cpu profile,
+        else None (the smoke cap of ``course_splits`` in smoke mode, every pair on a GPU)."""
+        return dict(CPU_MAX_PAIRS) if self.name == "cpu" else None
+
     def pick(self, *, smoke: T, cpu: T, gpu: T) -> T:
         """The value for this profile: ``IMG_SIZE = PROFILE.pick(smoke=64, cpu=128, gpu=256)``."""
         return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.name]
@@ -112,6 +124,9 @@ class Profile:
         """
         lines = [f"Run profile: {self.name} ({PURPOSE[self.name]}), chosen because {self.reason}.",
                  f"Expected run time of notebook {notebook_key(notebook)}: {expected_time(notebook, self.name)}."]
+        if self.name == "cpu":
+            lines.append("Large datasets are cut to at most " + ", ".join(f"{n} {k}" for k, n in CPU_MAX_PAIRS.items())
+                         + " pairs (PROFILE.max_pairs); the embedded set is smaller, so it is used whole.")
         if self.name == "gpu" and not self.has_gpu:
             lines.append("Warning: no CUDA or MPS device here, so the gpu profile's full recipe runs on the CPU "
                          "(much slower than the cpu profile).")

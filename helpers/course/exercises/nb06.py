@@ -243,3 +243,46 @@ def check_fit_temperature(fn: Callable[[np.ndarray, np.ndarray, list[float]], fl
         raise AssertionError(f"{what}: you chose T = {got}, but T = {best} has the lowest mean "
                              f"binary cross-entropy ({min(losses):.4f} against {_nll(logits, targets, got):.4f})")
     EXERCISES.passed(3, "T is about 2 for logits twice too large and about 0.5 for logits half as large.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answers to the notebook's questions (nb06.show_answer(K))
+# ----------------------------------------------------------------------------------------------------------
+ANSWERS: dict[int, str] = {
+    1: "About 160. The interval's width shrinks like 1 / sqrt(n) (the standard error of a mean is sd / sqrt(n)), "
+       "so halving it takes four times the images: 4 x 40.",
+    2: "Both models find the same images easy and the same images hard. That shared spread widens each model's own "
+       "interval, but it cancels in the per-image differences: if A beats B by a little on nearly every image, the "
+       "differences vary little and their interval sits above 0 although the separate intervals overlap.",
+    3: "It is 0 for every image with a Jaccard below 0.65 and the Jaccard otherwise: a jump that makes per-image "
+       "scores spread more (many exact zeros beside values above 0.65), and a wider spread gives a wider interval.",
+    4: "High Dice, bad HD95: a mask that covers the lesion well plus a small island far away (a hair, a ruler mark, a "
+       "dark corner): little area, a large distance. Low Dice, good HD95: a small lesion predicted slightly too big "
+       "or shifted by a few pixels: the outlines are close everywhere, but the overlap is a small share of the area.",
+    5: "Below the diagonal the lesion fraction is lower than the predicted probability: the model is over-confident "
+       "about lesion. A T above 1 pulls the probabilities towards 0.5, which moves the curve towards the diagonal "
+       "(T below 1 sharpens an under-confident model).",
+    6: "sigmoid(z / T) is increasing in z, so it keeps the order of the pixels: every mask 'calibrated p > t' is the "
+       "mask 'raw p > t'' for t' = sigmoid(T logit(t)), and the set of masks reachable by some threshold is the same; "
+       "the best one is reached at another threshold. A fixed grid of thresholds reaches only some of those masks, "
+       "and not the same ones for the two probabilities, so the best grid value can differ: a lot when the raw "
+       "probabilities crowd near one value, as an untrained model's do.",
+    7: "T is a parameter chosen to fit data; fitting it on the test pixels would make the test ECE an optimistic, "
+       "already-tuned number, no longer an estimate of the calibration on new images. Validation data is for "
+       "choosing; the test split only measures.",
+    8: "Disagreement between flips concentrates on the border, so an image with a long (large or ragged) border has "
+       "more uncertain pixels, whatever its Dice; and large lesions also score a higher Dice. The correlation then "
+       "partly measures lesion size. Normalise the uncertainty by the border length (or average it over a band "
+       "around the predicted border), or compare images within size groups (a partial rank correlation).",
+    9: "The lesion and its immediate rim are not skin colour: pigment spreads past the drawn border, and the mask is "
+       "not exact. Hairs, rulers, bubbles and the dermoscope's dark corners are outliers among the skin pixels: a "
+       "median ignores them, a mean is pulled by every dark hair pixel.",
+    10: "It depends on your run: read the paired interval of each recovery (does it exclude 0?). Shades-of-Grey "
+        "divides out one colour per image; that removes a cast of the light (another dermoscope), but darker skin "
+        "is not a cast: its colour is the content, and colour constancy partly erases the skin-lesion contrast the "
+        "model needs. On real data the sources differ in several ways at once (dermoscope, clinic, population, "
+        "image processing): to tell light from skin you need subgroups within a source (ITA groups at one clinic) "
+        "or images of the same lesions under two devices.",
+}
+EXERCISES.answers(ANSWERS)
+show_answer = EXERCISES.show_answer
