@@ -157,3 +157,28 @@ def test_course_recipe_takes_overrides_and_refuses_unknown_models_and_fields(cle
         profiles.course_recipe("smp_unet", "smoke")
     with pytest.raises(ValueError, match="epoch is no TrainConfig field"):
         profiles.course_recipe("se_unet", "smoke", epoch=3)
+
+
+def test_the_cpu_profile_caps_a_large_dataset_and_leaves_the_embedded_one_whole(tmp_path):
+    from helpers.data import splits as splits_module
+    from helpers.data import synthetic
+
+    cpu, gpu, smoke = (profiles.Profile(n, "test", False) for n in ("cpu", "gpu", "smoke"))
+    assert cpu.max_pairs == profiles.CPU_MAX_PAIRS and gpu.max_pairs is None and smoke.max_pairs is None
+    cpu.max_pairs["train"] = 1                                    # a copy: the module's cap cannot be changed
+    assert profiles.CPU_MAX_PAIRS["train"] > 1
+    n = synthetic.DEFAULT_FULL["n"]                               # the embedded set, split 80/10/10
+    sizes = {"train": n - 2 * (n // 10), "val": n // 10, "test": n // 10}
+    assert all(sizes[k] <= profiles.CPU_MAX_PAIRS[k] for k in sizes), "the cap would cut the embedded set"
+    assert set(profiles.CPU_MAX_PAIRS) == set(splits_module.SPLITS)
+    assert "800 train, 120 val, 150 test" in cpu.describe("04") and "max_pairs" not in gpu.describe("04")
+
+
+def test_every_notebook_reads_its_splits_under_the_profiles_cap():
+    # Notebooks 04-07 reuse each other's runs only when they split the same pairs: one call, the same cap.
+    import nbformat
+
+    for path in sorted(Path(__file__).parent.parent.joinpath("notebooks").glob("0*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        calls = code.count("data.course_splits(seed=SEED")
+        assert calls >= 1 and calls == code.count("data.course_splits(seed=SEED, max_pairs=PROFILE.max_pairs)"), path.name
