@@ -127,6 +127,8 @@ def test_a_temperature_at_its_search_bound_warns_and_one_inside_does_not():
     assert t == pytest.approx(0.05, rel=0.01)
     with pytest.warns(TemperatureBoundWarning, match="upper end"):   # far over-confident: T wants to exceed 20
         fit_temperature(true_logits * 60, labels)
+    assert [reliability.temperature_at_bound(t) for t in (0.05, 0.0501, 0.07, 2.0, 19.999, 20.0)] == \
+        ["lower", "lower", None, None, "upper", "upper"]
 
 
 def test_temperature_scaling_lowers_the_ece_and_keeps_the_ranking():

@@ -56,6 +56,9 @@ def test_skin_ita_of_a_known_colour_ignores_the_lesion():
     assert ita_category(skin_ita(light, mask)) in ("very light", "light")
     assert ita_category(skin_ita(dark, mask)) == "dark"
     assert np.isnan(skin_ita(light, np.ones(mask.shape)))    # no skin left
+    bluish, _ = _skin_and_lesion((150, 160, 200))             # b* < 0: a dermoscope's cold white balance, not skin
+    assert subgroups.rgb_to_lab(np.array([150, 160, 200], np.uint8))[2] < 0
+    assert np.isnan(skin_ita(bluish, mask))                   # undefined, not "very light" (arctan2 gives 100+ degrees)
 
 
 def test_skin_mask_keeps_a_margin_around_the_lesion():

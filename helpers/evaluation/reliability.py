@@ -266,10 +266,22 @@ class TemperatureBoundWarning(UserWarning):
 
 #: How close (relative, in log T) to an end of the search interval counts as "at the bound".
 BOUND_TOLERANCE = 1e-3
+#: The default search interval of :func:`fit_temperature`.
+TEMPERATURE_BOUNDS: tuple[float, float] = (0.05, 20.0)
+
+
+def temperature_at_bound(temperature: float, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> str | None:
+    """``"lower"`` or ``"upper"`` when ``temperature`` sits at that end of ``bounds`` (in log T), else None."""
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    log_t = np.log(temperature)
+    for end, name in ((lo, "lower"), (hi, "upper")):
+        if abs(log_t - end) <= BOUND_TOLERANCE * (hi - lo):
+            return name
+    return None
 
 
 def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarray | Sequence[np.ndarray], *,
-                    bounds: tuple[float, float] = (0.05, 20.0), max_pixels: int | None = 2_000_000,
+                    bounds: tuple[float, float] = TEMPERATURE_BOUNDS, max_pixels: int | None = 2_000_000,
                     seed: int = 0) -> float:
     """The temperature ``T`` minimising the mean BCE of ``sigmoid(logits / T)`` against the targets.
 
@@ -310,13 +322,13 @@ def fit_temperature(logits: np.ndarray | Sequence[np.ndarray], targets: np.ndarr
     result = optimize.minimize_scalar(lambda log_t: binary_cross_entropy(z / np.exp(log_t), t), bounds=(lo, hi), method="bounded",
                                       options={"xatol": 1e-5})
     temperature = float(np.exp(result.x))
-    for end, name in ((lo, "lower"), (hi, "upper")):
-        if abs(result.x - end) <= BOUND_TOLERANCE * (hi - lo):
-            warnings.warn(f"the fitted temperature T = {temperature:.3g} is at the {name} end of its search interval "
-                          f"[{bounds[0]:g}, {bounds[1]:g}]: the NLL still falls beyond it, so T is a bound, not a fit "
-                          + ("(the logits are nearly constant: is the model trained?)" if name == "lower" else
-                             "(the model is far over-confident)") + "; widen `bounds` to search further",
-                          TemperatureBoundWarning, stacklevel=2)
+    name = temperature_at_bound(temperature, bounds)
+    if name is not None:
+        cause = ("the logits are nearly constant: is the model trained?" if name == "lower"
+                 else "the model is far over-confident")
+        warnings.warn(f"the fitted temperature T = {temperature:.3g} is at the {name} end of its search interval "
+                      f"[{bounds[0]:g}, {bounds[1]:g}]: the NLL still falls beyond it, so T is a bound, not a fit "
+                      f"({cause}); widen `bounds` to search further", TemperatureBoundWarning, stacklevel=2)
     return temperature
 
 
