@@ -87,9 +87,17 @@ class RunFolderWriteError(RunFolderError):
     """A file of the run folder could not be written (full disk, read-only folder, no permission)."""
 
 
-_SPACE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded"}
-_READ_ONLY = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied (the folder is read-only)",
-              errno.EPERM: "operation not permitted (the folder is read-only)"}
+#: What a failed write's errno means, ``errno -> (kind, cause, fix)``: the one table of :func:`write_failure` (run
+#: folders) and :func:`helpers.data.files.writing` (every other output). Kind ``"space"`` or ``"read-only"``.
+WRITE_CAUSES: dict[int, tuple[str, str, str]] = {
+    errno.ENOSPC: ("space", "no space left on the device", "free some space or choose a folder on another disk"),
+    errno.EDQUOT: ("space", "the disk quota is exceeded", "free some space or choose a folder on another disk"),
+    errno.EROFS: ("read-only", "the file system is read-only", "choose a folder on a writable disk"),
+    errno.EACCES: ("read-only", "permission denied (the folder is read-only)",
+                   "choose a folder you can write to, or fix its permissions"),
+    errno.EPERM: ("read-only", "operation not permitted (the folder is read-only)",
+                  "choose a folder you can write to, or fix its permissions"),
+}
 #: torch's zip writer hides the errno of a full disk behind these words ("[enforce fail at inline_container.cc]").
 _TORCH_SHORT_WRITE = ("unexpected pos", "file write failed")
 #: Below this much free space, a failed checkpoint write is put down to a full disk.
@@ -113,10 +121,9 @@ def write_failure(err: BaseException, folder: Path) -> tuple[str, str]:
     permissions are probed (``"unexpected pos"`` is how torch reports a write cut short by a full disk).
     """
     code = getattr(err, "errno", None)
-    if code in _SPACE:
-        return "space", _SPACE[code]
-    if code in _READ_ONLY:
-        return "read-only", _READ_ONLY[code]
+    if code in WRITE_CAUSES:
+        kind, cause, _ = WRITE_CAUSES[code]
+        return kind, cause
     free = _free_bytes(folder)
     text = str(err).strip().splitlines()[-1][:200] if str(err).strip() else type(err).__name__
     if (free is not None and free < _LOW_SPACE_BYTES) or any(w in str(err) for w in _TORCH_SHORT_WRITE):

@@ -22,7 +22,6 @@ accepted: they hold the same values as the single-channel mask.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import uuid
@@ -32,6 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from helpers.runfolder import WRITE_CAUSES
 
 #: File extension of the JPEG images the course writes (the synthetic set's, :mod:`helpers.data.synthetic`).
 JPEG_EXTENSION = ".jpg"
@@ -52,13 +53,6 @@ _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError)
 _FIX = "save it as a single-channel 0/255 PNG (helpers.data.files.write_mask does)"
 
-
-#: What a failed write's errno means and how to fix it (:func:`writing`).
-_WRITE_CAUSES = {errno.ENOSPC: "no space left on the device: free some space or choose a folder on another disk",
-                 errno.EDQUOT: "the disk quota is exceeded: free some space or choose a folder on another disk",
-                 errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
-                 errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
-                 errno.EPERM: "operation not permitted: choose a folder you can write to, or fix its permissions"}
 
 
 class DatasetError(ValueError):
@@ -102,7 +96,9 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        cause = _WRITE_CAUSES.get(err.errno, f"{err.strerror or err}: check the disk and the folder's permissions")
+        _, cause, fix = WRITE_CAUSES.get(err.errno, ("other", err.strerror or str(err),
+                                                     "check the disk and the folder's permissions"))
+        cause = f"{cause}: {fix}"
         raise OutputWriteError(f"cannot write {path}: {cause}, then rerun") from err
 
 
