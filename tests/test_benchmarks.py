@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data import _fake_ham
 
 from helpers import runfolder
 from helpers.data import files, layouts, synthetic
-from helpers.data.splits import course_splits
+from helpers.data.splits import course_splits, source_pairs
 from helpers.evaluation import metrics
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -39,6 +40,7 @@ def bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         reference = importlib.import_module("_reference")
         real_data = importlib.import_module("real_data")
         recipe_search = importlib.import_module("recipe_search")
+        recipe_seeds = importlib.import_module("recipe_seeds")
         reliability_figures = importlib.import_module("reliability_figures")
         throughput = importlib.import_module("throughput")
 
@@ -374,3 +376,112 @@ def test_reliability_figures_needs_a_home(bench, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as exit_info:
         bench.reliability_figures.main([])
     assert exit_info.value.code == 2 and "--home" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- recipe_seeds.py
+#: Small models for both arms of recipe_seeds.py (ResNet18 encoders, 8-channel decoders and ASPP).
+TINY_ARMS = json.dumps({"recipe": {"encoder_name": "resnet18", "aspp_channels": 8, "decoder_channels": [8] * 5},
+                        "reference": {"encoder_name": "resnet18", "decoder_channels": [8] * 5}})
+#: Pairs per split folder of the ISIC-like set (one batch of 4 per epoch); the last holdout id is also a HAM image.
+ISIC_SPLITS = {"train": 4, "val": 2, "holdout": 3}
+
+
+def _isic_split_folders(root: Path, write_pair) -> set[str]:
+    """train/ val/ holdout/ in the ISIC layout (:data:`ISIC_SPLITS`); returns the ids. The last holdout id,
+    ISIC_0024300, is the first image of the fake HAM folder too."""
+    ids, k = set(), 0
+    for split, n in ISIC_SPLITS.items():
+        for i in range(n):
+            ident = "ISIC_0024300" if split == "holdout" and i == n - 1 else f"ISIC_{k:07d}"
+            write_pair(root / split / "images" / f"{ident}.jpg", root / split / "masks" / files.mask_name(ident), k)
+            ids.add(ident)
+            k += 1
+    return ids
+
+
+@pytest.fixture
+def seeds_data(tmp_path: Path, write_pair) -> tuple[Path, Path, set[str]]:
+    """(ISIC-like split folders, HAM-like folder with 20 images of 8 lesions from 3 sources, the ISIC ids).
+
+    HAM lesion k has 1 + k % 4 images from source k % 3: rosendahl holds lesions 2 and 5 (5 images)."""
+    isic_ids = _isic_split_folders(tmp_path / "isic", write_pair)
+    _fake_ham(tmp_path / "ham", write_pair, n_lesions=8, sources=("vidir_modern", "vidir_molemax", "rosendahl"))
+    return tmp_path / "isic", tmp_path / "ham", isic_ids
+
+
+def test_recipe_seeds_main_on_tiny_isic_and_ham(bench, tmp_path: Path, seeds_data,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    rs = bench.recipe_seeds
+    isic, ham, isic_ids = seeds_data
+    out, work = tmp_path / "seeds.json", tmp_path / "work"
+    status = rs.main(["--isic", str(isic), "--ham", str(ham), "--seeds", "0,1", "--img-size", "64", "--epochs", "1",
+                      "--batch-size", "4", "--ham-n", "4", "--model-kwargs", TINY_ARMS, "--n-boot", "200",
+                      "--workers", "0", "--out", str(work), "--json", str(out)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "recipe - reference" in printed and "ham-clinic" in printed
+    result = json.loads(out.read_text())
+    assert set(rs.RESULT_KEYS) <= set(result) and result["skipped"] == {}
+    assert (result["seeds"], result["img_size"], result["epochs"], result["reference_amp"]) == ([0, 1], 64, 1, "bf16")
+    settings = result["settings"]
+    assert list(settings) == list(rs.SETTINGS)
+    rosendahl = [p.id for p in source_pairs(ham)["rosendahl"]]
+    assert {n: s["n_images"] for n, s in settings.items()} == {"isic": 3, "ham-outside": 4, "ham-clinic": 5}
+    assert result["per_image"]["ham-clinic"]["ids"] == rosendahl  # every image of the held-out source
+    outside = set(result["per_image"]["ham-outside"]["ids"])
+    assert len(outside) == 4 and not outside & isic_ids  # ISIC_0024300 (in the ISIC holdout) was left out
+    assert "1 left out first" in settings["ham-outside"]["description"]
+    trainings = result["trainings"]
+    assert (trainings["isic"]["n_train"], trainings["isic"]["n_val"]) == (4, 2)
+    assert trainings["ham-clinic"]["n_train"] == 4 and 1 <= trainings["ham-clinic"]["n_val"] <= 2  # capped to isic's
+    rows = result["rows"]
+    assert len(rows) == 2 * 2 * 3  # seeds x arms x settings
+    assert sorted((r["setting"], r["arm"], r["seed"]) for r in rows) == sorted(
+        (n, a, s) for n in rs.SETTINGS for a in rs.ARMS for s in (0, 1))
+    for row in rows:
+        assert set(rs.ROW_KEYS) <= set(row) and row["n_images"] == settings[row["setting"]]["n_images"]
+        assert 0.0 <= row["threshold_jaccard"] <= row["dice"] + 1e-9 <= 1.0 + 1e-9  # tJ <= J <= Dice
+        assert (row["best_epoch"] is None) == (row["arm"] == "reference")
+    for name, setting in settings.items():
+        per_image = result["per_image"][name]
+        for arm in rs.ARMS:
+            for score in rs.SCORES:
+                summary = setting["arms"][arm][score]
+                assert 0.0 <= summary["mean"] <= 1.0 and summary["sd"] >= 0.0 and len(summary["per_seed"]) == 2
+                seeds = [r[score] for r in rows if (r["setting"], r["arm"]) == (name, arm)]
+                assert summary["mean"] == pytest.approx(np.mean(seeds))
+                assert np.asarray(per_image[arm][score]).shape == (2, setting["n_images"])
+        for score in rs.SCORES:
+            diff = setting["difference"][score]
+            arms = setting["arms"]
+            assert diff["mean"] == pytest.approx(arms["recipe"][score]["mean"] - arms["reference"][score]["mean"])
+            assert 0 <= diff["recipe_wins"] + diff["ties"] <= diff["n_seeds"] == 2 and diff["sd"] >= 0.0
+            boot = diff["bootstrap"]
+            assert boot["low"] - 1e-9 <= boot["estimate"] <= boot["high"] + 1e-9
+            assert boot["estimate"] == pytest.approx(diff["mean"]) and boot["n_images"] == setting["n_images"]
+            assert 0.0 <= boot["p_not_better"] <= 1.0
+    for training in ("isic", "ham-clinic"):
+        for seed in (0, 1):
+            assert runfolder.best_path(work / training / "recipe" / f"seed{seed}").is_file()
+            assert (work / training / "reference" / f"seed{seed}" / "final.pt").is_file()
+
+
+def test_recipe_seeds_skips_what_it_lacks(bench, seeds_data, capsys: pytest.CaptureFixture[str]) -> None:
+    rs = bench.recipe_seeds
+    isic, ham, _ = seeds_data
+    plan = rs.make_plan(rs.build_parser().parse_args(["--isic", str(isic)]))
+    assert list(plan.tests) == ["isic"] and set(plan.skipped) == {"ham-outside", "ham-clinic"}
+    assert all("--ham" in reason for reason in plan.skipped.values())
+    plan = rs.make_plan(rs.build_parser().parse_args(["--ham", str(ham)]))  # no --isic: ham-clinic, uncapped
+    assert list(plan.tests) == ["ham-clinic"] and set(plan.skipped) == {"isic", "ham-outside"}
+    assert len(plan.trainings["ham-clinic"].train) + len(plan.trainings["ham-clinic"].val) == 15
+    assert rs.main([]) == 2
+    assert "nothing to run" in capsys.readouterr().err
+    assert rs.main(["--ham", str(ham), "--settings", "isic"]) == 2
+    assert "needs --isic" in capsys.readouterr().err
+    assert rs.main(["--ham", str(ham), "--held-out-source", "nowhere"]) == 2
+    assert "'nowhere' is not a source" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rs.build_parser().parse_args(["--settings", "isic,elsewhere"])
+    with pytest.raises(SystemExit):
+        rs.build_parser().parse_args(["--model-kwargs", '{"se_unet": {}}'])
