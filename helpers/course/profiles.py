@@ -44,8 +44,8 @@ CPU_MAX_PAIRS: dict[str, int] = {"train": 800, "val": 120, "test": 150}
 
 #: Where the times in :data:`MEASURED_SECONDS` were measured, per profile (None: never measured).
 MEASURED_ON: dict[str, str | None] = {
-    "smoke": "2 idle AMD EPYC cores with bf16, 2026-12-03",
-    "cpu": "2 idle AMD EPYC cores with bf16, 2026-12-06",
+    "smoke": "2 idle AMD EPYC cores with bf16, 2026-12-03 to 2026-12-07",
+    "cpu": "2 idle AMD EPYC cores with bf16, 2026-12-07",
     "gpu": None,
 }
 
@@ -55,13 +55,13 @@ MEASURED_ON: dict[str, str | None] = {
 #: after changing a notebook's parameters (README's notebook table shows the same figures). Notebook 01's times
 #: include drawing the synthetic set on first use.
 MEASURED_SECONDS: dict[str, dict[str, float | None]] = {
-    "01": {"smoke": 9.1, "cpu": 34.0, "gpu": None},
-    "02": {"smoke": 11.0, "cpu": 18.6, "gpu": None},
+    "01": {"smoke": 9.1, "cpu": 34.1, "gpu": None},
+    "02": {"smoke": 11.0, "cpu": 20.2, "gpu": None},
     "03": {"smoke": 15.0, "cpu": 16.0, "gpu": None},
-    "04": {"smoke": 13.1, "cpu": 89.6, "gpu": None},
-    "05": {"smoke": 12.0, "cpu": 28.0, "gpu": None},
-    "06": {"smoke": 15.0, "cpu": 58.1, "gpu": None},
-    "07": {"smoke": 38.2, "cpu": None, "gpu": None},
+    "04": {"smoke": 13.1, "cpu": 89.1, "gpu": None},
+    "05": {"smoke": 12.0, "cpu": 29.0, "gpu": None},
+    "06": {"smoke": 18.2, "cpu": 79.1, "gpu": None},
+    "07": {"smoke": 38.2, "cpu": 29.0, "gpu": None},
 }
 
 
