@@ -64,6 +64,7 @@ def test_notebook06_trains_on_one_source_and_tests_on_the_other(tmp_path, monkey
     text = "\n".join(out.get("text", "") for cell in executed.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []) if out.get("output_type") == "stream")
     assert f"sources of {tmp_path / 'ham'} (metadata column 'dataset'): train on 'clinic_neutral'" in text
-    assert "trained 2 models on 'clinic_neutral' only" in text
+    assert "trained 3 models on 'clinic_neutral' only" in text   # as is, Shades-of-Grey, strong colour augmentation
     card = (tmp_path / "home" / "runs" / "06_model_card.md").read_text(encoding="utf-8")
-    assert "trained on clinic_neutral only): Dice drop clinic_warm" in card
+    assert "trained on clinic_neutral only): Dice drop (95 % interval) as is: clinic_warm" in card
+    assert "; Shades-of-Grey: clinic_warm" in card and "; colour augmentation: clinic_warm" in card
