@@ -5,12 +5,13 @@ which works when they run as ``python benchmarks/<name>.py`` (their folder is fi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,32 @@ def shown_path(path: str | os.PathLike[str]) -> str:
 def eprint(*args: Any) -> None:
     """Print progress to stderr, so stdout stays the result (the table, or the JSON object)."""
     print(*args, file=sys.stderr, flush=True)
+
+
+def epoch_printer(epochs: int, label: str = "") -> Callable[[str, dict[str, Any]], None]:
+    """A :func:`helpers.train.fit.fit` callback printing one stderr line per finished epoch:
+    ``  [label ]epoch k/N: train loss L, val Dice D, S s``."""
+    prefix = f"{label} " if label else ""
+
+    def callback(event: str, info: dict[str, Any]) -> None:
+        if event == "epoch_end":
+            row = info["row"]
+            eprint(f"  {prefix}epoch {info['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val Dice "
+                   f"{row['val_dice']:.4f}, {row['seconds']:.1f} s")
+    return callback
+
+
+def run_main(run: Callable[[], Mapping[str, Any]], format_result: Callable[[Mapping[str, Any]], str],
+             json_path: str | os.PathLike[str] | None = None) -> int:
+    """The body of a benchmark's ``main``: ``run()`` with its progress on stderr, then the JSON (to ``json_path``,
+    if given) and the ``format_result`` text on stdout. Returns the exit status: 2 with one ``error:`` line for a
+    ValueError or FileNotFoundError (a bad setting, a missing folder), else 0."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # progress to stderr; stdout is the result table
+            result = run()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_json(result, json_path)
+    print(format_result(result))
+    return 0

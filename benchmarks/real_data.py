@@ -34,12 +34,10 @@ Without ``--data`` a synthetic set is drawn with a fixed seed and split 80/10/10
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -273,16 +271,6 @@ class Trained:
     val_dice: float | None = None
 
 
-def _epoch_printer(epochs: int) -> loop.Callback:
-    """A fit callback printing one line per finished epoch to stderr."""
-    def callback(event: str, info: dict[str, Any]) -> None:
-        if event == "epoch_end":
-            row = info["row"]
-            _common.eprint(f"  epoch {info['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, val Dice "
-                           f"{row['val_dice']:.4f}, {row['seconds']:.1f} s")
-    return callback
-
-
 def _announce(name: str, probe: _reference.Probe, epochs: int, budget_s: float) -> None:
     """Say on stderr how many epochs the probe allows, and warn when even one epoch overruns the budget."""
     _common.eprint(f"{name}: ~{probe.epoch_s:.1f} s/epoch -> {epochs} epoch(s) in {budget_s:.0f} s")
@@ -316,7 +304,7 @@ def train_model(name: str, args: argparse.Namespace, splits: Mapping[str, Sequen
     _announce(name, probe, cfg.epochs, budget_s)
     start = time.perf_counter()
     result = fit.fit(cfg, splits={"train": splits["train"], "val": splits["val"]}, progress=False,
-                          callbacks=[_epoch_printer(cfg.epochs)])
+                          callbacks=[_common.epoch_printer(cfg.epochs)])
     seconds = time.perf_counter() - start
     return Trained(result.best_path, "recipe", cfg.epochs, seconds, probe, probe_s, result.best_epoch,
                    float(result.best_score))
@@ -452,15 +440,7 @@ def format_result(result: Mapping[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write ``--json``. Returns the exit status (2 for a bad setting)."""
     args = build_parser().parse_args(argv)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # progress to stderr; stdout is the result table
-            result = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    _common.write_json(result, args.json)
-    print(format_result(result))
-    return 0
+    return _common.run_main(lambda: run(args), format_result, args.json)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ keeps what it measured.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -202,14 +200,7 @@ def format_result(result: Mapping[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the search, print the table, write ``--json``. Returns the exit status (2 for a bad setting)."""
     args = build_parser().parse_args(argv)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            result = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_result(result))
-    return 0
+    return _common.run_main(lambda: run(args), format_result)  # run() writes --json after every config
 
 
 if __name__ == "__main__":

@@ -34,8 +34,6 @@ end; training and model selection see train and val only.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -287,16 +285,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 # ------------------------------------------------------------------------------------------- training, scoring
-def epoch_printer(label: str, epochs: int) -> loop.Callback:
-    """A fit callback printing one stderr line per finished epoch."""
-    def callback(event: str, info: dict[str, Any]) -> None:
-        if event == "epoch_end":
-            row = info["row"]
-            _common.eprint(f"  {label} epoch {info['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, "
-                           f"val Dice {row['val_dice']:.4f}, {row['seconds']:.1f} s")
-    return callback
-
-
 def train_arm(arm: str, training: Training, seed: int, args: argparse.Namespace, device: torch.device,
               run_dir: Path) -> dict[str, Any]:
     """Train one arm with one seed into ``run_dir``; ``{"checkpoint", "model", "epochs", "best_epoch", ...}``."""
@@ -311,7 +299,7 @@ def train_arm(arm: str, training: Training, seed: int, args: argparse.Namespace,
                            epochs=args.epochs, batch_size=args.batch_size, seed=seed, num_workers=args.workers,
                            device=args.device, out=str(run_dir))
     result = fit.fit(cfg, splits={"train": training.train, "val": training.val}, progress=False,
-                     callbacks=[epoch_printer(arm, args.epochs)])
+                     callbacks=[_common.epoch_printer(args.epochs, arm)])
     return {"checkpoint": result.best_path, "model": RECIPE_MODEL, "epochs": args.epochs,
             "best_epoch": result.best_epoch, "val_dice": float(result.best_score),
             "train_seconds": time.perf_counter() - start}
@@ -459,15 +447,7 @@ def format_result(result: Mapping[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write ``--json``. Returns the exit status (2 for a bad setting)."""
     args = build_parser().parse_args(argv)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # progress to stderr; stdout is the result table
-            result = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    _common.write_json(result, args.json)
-    print(format_result(result))
-    return 0
+    return _common.run_main(lambda: run(args), format_result, args.json)
 
 
 if __name__ == "__main__":
