@@ -41,10 +41,8 @@ def measure(root: str, n: int, seed: int) -> dict[str, Any]:
     chosen = subset_pairs(pairs, min(n, len(pairs)), seed=seed)
     per_source: dict[str, dict[str, Any]] = {}
     for pair in chosen:
-        image, mask = data.read_image(pair.image), data.read_mask(pair.mask)
-        skin = subgroups.skin_mask(mask)
-        b_star = float(np.median(subgroups.rgb_to_lab(image[skin])[:, 2])) if skin.any() else float("nan")
-        ita = subgroups.skin_ita(image, mask)
+        lightness, b_star = subgroups.skin_lab(data.read_image(pair.image), data.read_mask(pair.mask))
+        ita = subgroups.skin_tone_ita(lightness, b_star)
         row = per_source.setdefault(dataset.sources.get(pair.id, "all"), {"b_star": [], "categories": Counter()})
         row["b_star"].append(b_star)
         row["categories"]["unknown" if np.isnan(ita) else subgroups.ita_category(ita)] += 1

@@ -149,7 +149,8 @@ def refuse_inverted_masks(pairs: Sequence[Pair], cache: PreprocessCache | None, 
 
 
 def make_loaders(splits: Mapping[str, Sequence[Pair]], img_size: int, batch_size: int, *, augment: bool = True,
-                 colour_augment: str = "mild", num_workers: int | None = None, cache: bool | str | os.PathLike[str] = True, seed: int = 0,
+                 colour_augment: str = "mild", num_workers: int | None = None,
+                 cache: bool | str | os.PathLike[str] = True, seed: int = 0,
                  persistent_workers: bool | None = None, samplers: Mapping[str, Sampler[int]] | None = None,
                  progress: bool | None = None,
                  max_median_lesion_fraction: float | None = MAX_MEDIAN_LESION_FRACTION) -> dict[str, DataLoader]:

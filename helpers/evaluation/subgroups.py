@@ -82,6 +82,12 @@ def ita_degrees(lightness: np.ndarray | float, b_star: np.ndarray | float) -> np
     return float(out) if np.ndim(out) == 0 else out
 
 
+def skin_tone_ita(lightness: float, b_star: float) -> float:
+    """The ITA of a skin colour, or NaN where it is undefined: ``b* <= 0`` (bluish or neutral "skin", a white
+    balance or a colour cast) or NaN (no skin measured). :func:`skin_ita`'s rule, on medians already measured."""
+    return ita_degrees(lightness, b_star) if b_star > 0 else float("nan")
+
+
 def ita_category(ita: float) -> str:
     """The :data:`ITA_CATEGORIES` name of an angle in degrees (``"very light"`` ... ``"dark"``).
 
@@ -114,6 +120,24 @@ def skin_mask(mask: np.ndarray, margin: float = SKIN_MARGIN) -> np.ndarray:
     return ~m
 
 
+def skin_lab(image: np.ndarray, mask: np.ndarray, margin: float = SKIN_MARGIN) -> tuple[float, float]:
+    """Median ``(L*, b*)`` of the :func:`skin_mask` pixels: what :func:`skin_ita` measures the angle from.
+
+    Returns:
+        ``(nan, nan)`` when no skin pixel is left (the lesion fills the image).
+
+    Raises:
+        ValueError: image and mask sizes differ.
+    """
+    if np.shape(image)[:2] != np.shape(mask):
+        raise ValueError(f"image {np.shape(image)[:2]} and mask {np.shape(mask)} differ in size")
+    skin = skin_mask(mask, margin)
+    if not skin.any():
+        return float("nan"), float("nan")
+    lab = rgb_to_lab(np.asarray(image)[skin])
+    return float(np.median(lab[:, 0])), float(np.median(lab[:, 2]))
+
+
 def skin_ita(image: np.ndarray, mask: np.ndarray, margin: float = SKIN_MARGIN) -> float:
     """ITA in degrees of the skin around the lesion: median ``L*`` and ``b*`` of :func:`skin_mask` pixels.
 
@@ -129,16 +153,7 @@ def skin_ita(image: np.ndarray, mask: np.ndarray, margin: float = SKIN_MARGIN) -
     Raises:
         ValueError: image and mask sizes differ.
     """
-    if np.shape(image)[:2] != np.shape(mask):
-        raise ValueError(f"image {np.shape(image)[:2]} and mask {np.shape(mask)} differ in size")
-    skin = skin_mask(mask, margin)
-    if not skin.any():
-        return float("nan")
-    lab = rgb_to_lab(np.asarray(image)[skin])
-    b_star = float(np.median(lab[:, 2]))
-    if b_star <= 0:
-        return float("nan")
-    return ita_degrees(float(np.median(lab[:, 0])), b_star)
+    return skin_tone_ita(*skin_lab(image, mask, margin))
 
 
 def lesion_fraction(mask: np.ndarray) -> float:

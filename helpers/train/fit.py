@@ -177,7 +177,8 @@ def build_loaders(cfg: TrainConfig, splits: Mapping[str, Sequence[Pair]], *,
     # Workers are restarted every epoch (not persistent) so their augmentation seeds depend on the epoch
     # only (see reseed_loader): a resumed run then sees exactly the batches an uninterrupted one would.
     return make_loaders({"train": splits["train"], "val": splits["val"]}, cfg.img_size, cfg.batch_size,
-                        augment=cfg.augment, colour_augment=cfg.colour_augment, num_workers=cfg.num_workers, seed=cfg.seed, persistent_workers=False,
+                        augment=cfg.augment, colour_augment=cfg.colour_augment, num_workers=cfg.num_workers,
+                        seed=cfg.seed, persistent_workers=False,
                         samplers=_samplers(cfg, splits), progress=progress)
 
 
